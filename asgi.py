@@ -1,0 +1,13 @@
+"""ASGI entry point: `hypercorn asgi:app`."""
+
+import sys
+
+from settings import ConfigError
+
+try:
+    from taskapi.app import create_app
+
+    app = create_app()
+except ConfigError as exc:  # one line, no traceback: the operator has a setting to fix
+    print(f"taskapi: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None

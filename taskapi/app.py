@@ -1,0 +1,143 @@
+"""create_app(): extensions, blueprints, error handlers and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+
+from quart import Quart, Response, g, request
+from quart_cors import cors
+from quart_schema import QuartSchema
+from quart_schema.openapi import OpenAPIProvider
+from redis.asyncio import Redis
+from werkzeug.routing import Rule
+
+from settings import Settings, load_settings
+
+from . import __version__
+from .blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
+from .db import Database
+from .embedded_redis import resolve_redis_url
+from .errors import register_error_handlers
+from .logging import configure_logging, request_id_var
+from .runtime import EXTENSION_KEY, Runtime, close_db_session
+
+log = logging.getLogger("taskapi")
+
+API_PREFIX = "/api/v1"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _Provider(OpenAPIProvider):
+    """Documents each operation once: the /api/v1 mirror is hidden from the spec."""
+
+    def generate_rules(self) -> Iterable[Rule]:
+        for rule in super().generate_rules():
+            if rule.rule.startswith(API_PREFIX) or rule.endpoint.endswith(".static"):
+                continue
+            yield rule
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    settings = settings or load_settings()
+    settings.check()
+    configure_logging(settings.log_level, settings.log_format)
+
+    app = Quart("taskapi")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        PROPAGATE_EXCEPTIONS=False,
+        SECRET_KEY=settings.signing_key(),
+    )
+    app.extensions[EXTENSION_KEY] = Runtime(
+        settings=settings, db=Database.from_url(settings.sqlalchemy_url)
+    )
+
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        # Our own /docs serves Swagger UI from local assets; the extension's pages use CDNs.
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info={"title": "taskapi", "version": __version__,
+              "description": "Task management API: users, approval, JWT sessions, tasks, "
+                             "email reminders and reports. Every route is also served under "
+                             f"`{API_PREFIX}`."},
+        security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer",
+                                         "bearer_format": "JWT"}},
+        openapi_provider_class=_Provider,
+    )
+    register_error_handlers(app)
+
+    for blueprint in ROOT_BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    for blueprint in API_BLUEPRINTS:
+        app.register_blueprint(blueprint)
+        app.register_blueprint(blueprint, url_prefix=API_PREFIX, name=f"v1_{blueprint.name}")
+
+    _install_request_hooks(app)
+    _install_lifecycle(app)
+
+    if settings.cors_origins:
+        app = cors(
+            app,
+            allow_origin=settings.cors_origins,
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-Request-ID"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            expose_headers=["ETag", "Link", "Location", "Retry-After", "X-Request-ID",
+                            "X-Total-Count"],
+            max_age=600,
+        )
+    return app
+
+
+def _install_request_hooks(app: Quart) -> None:
+    @app.before_request
+    async def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(g.request_id)
+        if request.method in _BODY_METHODS:
+            # Read the body before anything may answer early (401/403): hypercorn drops a
+            # keep-alive connection when a response goes out with the body still unread.
+            await request.get_data(cache=True)
+
+    @app.after_request
+    async def _finish(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.teardown_request
+    async def _teardown(_exc: BaseException | None) -> None:
+        await close_db_session()
+
+
+def _install_lifecycle(app: Quart) -> None:
+    @app.before_serving
+    async def _startup() -> None:
+        state: Runtime = app.extensions[EXTENSION_KEY]
+        url, embedded = await asyncio.to_thread(
+            resolve_redis_url, state.settings.redis_url, state.settings.data_dir
+        )
+        state.redis_url, state.embedded = url, embedded
+        state.redis = Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
+        )
+
+    @app.after_serving
+    async def _shutdown() -> None:
+        state: Runtime = app.extensions[EXTENSION_KEY]
+        await state.redis.aclose()
+        await state.db.dispose()
+        if state.embedded is not None:
+            # Stops the server only if this process started it.
+            await asyncio.to_thread(state.embedded.stop)

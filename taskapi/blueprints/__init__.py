@@ -1,0 +1,10 @@
+"""HTTP only: each module parses input, calls one service function, returns a model."""
+
+from quart import Blueprint
+
+from . import docs, health
+
+# Served at the root only.
+ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp]
+# Served at the root and mirrored under /api/v1.
+API_BLUEPRINTS: list[Blueprint] = []

@@ -1,0 +1,195 @@
+"""The `taskapi` command: serve, worker, db upgrade, create-admin, jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from settings import ConfigError, Settings, load_settings
+
+from .embedded_redis import EmbeddedRedis, resolve_redis_url
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        # One line and a non-zero exit, no traceback: the operator has a setting to fix.
+        click.echo(f"taskapi: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[str]:
+    """The Redis URL for a command; an embedded server it had to start stops with it."""
+    url, embedded = resolve_redis_url(settings.redis_url, settings.data_dir)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@click.group()
+def main() -> None:
+    """taskapi: task-management API service."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--with-worker/--no-worker", "with_worker", default=None,
+              help="Run the ARQ worker in this process (default: when Redis is embedded).")
+def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
+    """Serve the API with hypercorn (uvloop workers)."""
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    from .logging import configure_logging
+    from .migrate import upgrade
+    from .worker_runner import InProcessWorker
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.env == "development":
+        upgrade(settings.sqlalchemy_url)
+
+    embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir)
+    redis_url = embedded.ensure() if embedded else str(settings.redis_url)
+    worker = None
+    if with_worker or (with_worker is None and embedded is not None):
+        worker = InProcessWorker(settings, redis_url)
+        worker.start()
+
+    config = Config()
+    config.application_path = "asgi:app"
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.workers = workers
+    config.worker_class = "uvloop"
+    # Logger objects (picklable by name): hypercorn's lines go through our handlers and
+    # formats (JSON included) instead of its own.
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s'
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 30
+    config.include_server_header = False
+    config.keep_alive_timeout = 75
+    exit_code = 0
+    try:
+        exit_code = run(config)
+    finally:
+        if worker is not None:
+            worker.stop()
+        if embedded is not None:
+            embedded.stop()
+    sys.exit(exit_code)
+
+
+@main.command("worker")
+def worker_command() -> None:
+    """Run the ARQ worker (emails, reminders, reports) in the foreground."""
+    from .logging import configure_logging
+    from .worker_runner import run_foreground
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    with _redis(settings) as url:
+        run_foreground(settings, url)
+
+
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations (SQLite or PostgreSQL, from TASKAPI_DATABASE_URL)."""
+    from .migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.sqlalchemy_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@main.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--username", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, username: str, password: str) -> None:
+    """Create an approved admin (idempotent: an existing email is made an approved admin)."""
+    from .db import Database
+    from .services.users import ensure_admin
+
+    settings = _settings()
+
+    async def _run() -> tuple[int, bool]:
+        db = Database.from_url(settings.sqlalchemy_url)
+        try:
+            return await ensure_admin(db, email=email, username=username, password=password)
+        finally:
+            await db.dispose()
+
+    try:
+        user_id, created = asyncio.run(_run())
+    except ValueError as exc:
+        click.echo(f"taskapi: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"admin {'created' if created else 'already present'}: id={user_id} {email}")
+
+
+@main.group()
+def jobs() -> None:
+    """Background jobs."""
+
+
+@jobs.command("list")
+def jobs_list() -> None:
+    """Registered jobs and cron schedules, then queued and recent jobs."""
+    import worker as worker_module
+
+    from .jobs import JOBS
+    from .services.jobqueue import describe_queue
+
+    settings = _settings()
+    crons = {c.name.removeprefix("cron:"): c for c in worker_module.WorkerSettings.cron_jobs}
+    click.echo("registered jobs:")
+    for name in JOBS:
+        schedule = ""
+        if name in crons:
+            c = crons[name]
+            schedule = f"  cron hour={_fmt(c.hour)} minute={_fmt(c.minute)}"
+        click.echo(f"  {name}{schedule}")
+    with _redis(settings) as url:
+        rows = asyncio.run(describe_queue(url, worker_module.WorkerSettings.queue_name))
+    click.echo("queue:" if rows else "queue: empty, no recent results")
+    for row in rows:
+        click.echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+
+
+def _fmt(value: Any) -> str:
+    return "*" if value is None else ",".join(str(v) for v in sorted(value))
+
+
+@jobs.command("run")
+@click.argument("name")
+def jobs_run(name: str) -> None:
+    """Run a job now, in this process (same code and dedupe as the worker)."""
+    from .jobs import JOBS
+    from .services.jobqueue import run_job_now
+
+    if name not in JOBS:
+        click.echo(f"taskapi: unknown job {name!r}; known: {', '.join(sorted(JOBS))}", err=True)
+        sys.exit(2)
+    settings = _settings()
+    with _redis(settings) as url:
+        result = asyncio.run(run_job_now(JOBS[name], settings, url))
+    click.echo(f"{name}: {result}")

@@ -1,0 +1,76 @@
+"""Running real processes (`python -m taskapi ...`) from tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import TEST_SECRET
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKAPI_")}
+    env.update({"TASKAPI_DATA_DIR": str(data_dir), "TASKAPI_SECRET_KEY": TEST_SECRET,
+                "TASKAPI_ENV": "test"})
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskapi", *args], env=env, cwd=REPO,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+@contextlib.contextmanager
+def serve(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[str]:
+    """`taskapi serve` on a free port; yields its base URL; SIGTERM on exit."""
+    port = free_port()
+    log = open(Path(env["TASKAPI_DATA_DIR"]).parent / f"serve-{port}.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskapi", "serve", "--port", str(port), *args],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"serve exited {process.returncode}:\n{log.read()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("serve did not become ready")
+            time.sleep(0.1)
+        yield base
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()

@@ -1,0 +1,43 @@
+"""ARQ worker settings: `taskapi worker` runs them (it supplies the Redis connection).
+
+arq reads these attributes from this class's own __dict__: do not subclass it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+
+from settings import load_settings
+from taskapi.db import Database
+from taskapi.jobs import JOBS, db_maintenance
+from taskapi.logging import configure_logging
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = ctx.get("settings") or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    ctx["settings"] = settings
+    ctx["db"] = Database.from_url(settings.sqlalchemy_url)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    db: Database | None = ctx.get("db")
+    if db is not None:
+        await db.dispose()
+
+
+class WorkerSettings:
+    functions = list(JOBS.values())
+    # Cron jobs run once per tick across all workers: arq's job id is derived from the
+    # function name and the tick time, so a second worker finds the job already taken.
+    cron_jobs = [cron(db_maintenance, hour={3}, minute={17}, unique=True)]
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = "taskapi:queue"
+    max_jobs = 20
+    job_timeout = 300
+    keep_result = 3600
+    max_tries = 5
+    health_check_interval = 60
