@@ -129,7 +129,8 @@ class Settings(BaseSettings):
         """The JWT signing key; outside production a random one is kept in the data dir."""
         if self.secret_key is not None:
             key = self.secret_key.get_secret_value()
-            if len(key) >= MIN_SECRET_LENGTH or self.env != "production":
+            # An empty value counts as unset (a blank line in .env must not sign with "").
+            if len(key) >= MIN_SECRET_LENGTH or (key and self.env != "production"):
                 return key
         if self.env == "production":
             raise ConfigError(
