@@ -10,6 +10,7 @@ from typing import Any
 from arq import cron
 
 from settings import load_settings
+from taskapi.context import QUEUE_NAME
 from taskapi.db import Database
 from taskapi.jobs import JOBS, db_maintenance
 from taskapi.logging import configure_logging
@@ -35,7 +36,7 @@ class WorkerSettings:
     cron_jobs = [cron(db_maintenance, hour={3}, minute={17}, unique=True)]
     on_startup = startup
     on_shutdown = shutdown
-    queue_name = "taskapi:queue"
+    queue_name = QUEUE_NAME
     max_jobs = 20
     job_timeout = 300
     keep_result = 3600

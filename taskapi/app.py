@@ -12,18 +12,19 @@ from quart import Quart, Response, g, request
 from quart_cors import cors
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
-from redis.asyncio import Redis
 from werkzeug.routing import Rule
 
 from settings import Settings, load_settings
 
 from . import __version__
+from .auth import identify_and_limit
 from .blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
+from .context import AppContext
 from .db import Database
 from .embedded_redis import resolve_redis_url
 from .errors import register_error_handlers
 from .logging import configure_logging, request_id_var
-from .runtime import EXTENSION_KEY, Runtime, close_db_session
+from .runtime import EXTENSION_KEY, close_db_session
 
 log = logging.getLogger("taskapi")
 
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         PROPAGATE_EXCEPTIONS=False,
         SECRET_KEY=settings.signing_key(),
     )
-    app.extensions[EXTENSION_KEY] = Runtime(
+    app.extensions[EXTENSION_KEY] = AppContext(
         settings=settings, db=Database.from_url(settings.sqlalchemy_url)
     )
 
@@ -107,6 +108,7 @@ def _install_request_hooks(app: Quart) -> None:
             # Read the body before anything may answer early (401/403): hypercorn drops a
             # keep-alive connection when a response goes out with the body still unread.
             await request.get_data(cache=True)
+        await identify_and_limit()
 
     @app.after_request
     async def _finish(response: Response) -> Response:
@@ -124,18 +126,15 @@ def _install_request_hooks(app: Quart) -> None:
 def _install_lifecycle(app: Quart) -> None:
     @app.before_serving
     async def _startup() -> None:
-        state: Runtime = app.extensions[EXTENSION_KEY]
-        url, embedded = await asyncio.to_thread(
+        state: AppContext = app.extensions[EXTENSION_KEY]
+        url, state.embedded = await asyncio.to_thread(
             resolve_redis_url, state.settings.redis_url, state.settings.data_dir
         )
-        state.redis_url, state.embedded = url, embedded
-        state.redis = Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
-        )
+        state.connect(url)
 
     @app.after_serving
     async def _shutdown() -> None:
-        state: Runtime = app.extensions[EXTENSION_KEY]
+        state: AppContext = app.extensions[EXTENSION_KEY]
         await state.redis.aclose()
         await state.db.dispose()
         if state.embedded is not None:

@@ -181,8 +181,12 @@ def _fmt(value: Any) -> str:
 
 @jobs.command("run")
 @click.argument("name")
-def jobs_run(name: str) -> None:
-    """Run a job now, in this process (same code and dedupe as the worker)."""
+@click.argument("args", nargs=-1)
+def jobs_run(name: str, args: tuple[str, ...]) -> None:
+    """Run a job now, in this process (same code and dedupe as the worker).
+
+    ARGS are passed to the job; whole numbers as ints (e.g. a user id).
+    """
     from .jobs import JOBS
     from .services.jobqueue import run_job_now
 
@@ -191,5 +195,6 @@ def jobs_run(name: str) -> None:
         sys.exit(2)
     settings = _settings()
     with _redis(settings) as url:
-        result = asyncio.run(run_job_now(JOBS[name], settings, url))
+        values = [int(a) if a.lstrip("-").isdigit() else a for a in args]
+        result = asyncio.run(run_job_now(JOBS[name], settings, url, *values))
     click.echo(f"{name}: {result}")

@@ -11,28 +11,10 @@ from quart import Quart, Response, g, json
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .exceptions import APIError
+
 log = logging.getLogger("taskapi.errors")
 PROBLEM_JSON = "application/problem+json"
-
-
-class APIError(Exception):
-    """Raise anywhere (services included) to answer a problem with this status and code."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(detail or code)
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.headers = headers or {}
-        self.extra = extra
 
 
 def problem(

@@ -1,33 +1,18 @@
-"""What one app instance holds (settings, database, Redis) and the per-request session."""
+"""Quart-side access to the app's context and the per-request database session."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from quart import current_app, g, request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settings import Settings
-
-from .db import Database
-from .embedded_redis import EmbeddedRedis
+from .context import AppContext
 
 EXTENSION_KEY = "taskapi"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    db: Database
-    redis: Redis = field(init=False)
-    redis_url: str = field(init=False, default="")
-    embedded: EmbeddedRedis | None = field(init=False, default=None)
-
-
-def runtime() -> Runtime:
-    state: Runtime = current_app.extensions[EXTENSION_KEY]
+def runtime() -> AppContext:
+    state: AppContext = current_app.extensions[EXTENSION_KEY]
     return state
 
 

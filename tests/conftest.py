@@ -136,3 +136,68 @@ async def app(settings: Settings, redis_sync: SyncRedis) -> AsyncIterator[Quart]
 @pytest.fixture
 def client(app: Quart) -> Any:
     return app.test_client()
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    from taskapi.passwords import _hasher
+
+    return _hasher().hash(PASSWORD)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Any]:
+    from taskapi.db import Database
+
+    database = Database.from_url(database_url)
+    yield database
+    await database.dispose()
+
+
+class Account:
+    """A user made directly in the database, with a live session and its tokens."""
+
+    def __init__(self, user_id: int, email: str, role: str, access: str, refresh: str) -> None:
+        self.id, self.email, self.role = user_id, email, role
+        self.access, self.refresh = access, refresh
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+@pytest.fixture
+def make_user(db: Any, settings: Settings, password_hash: str) -> Any:
+    from datetime import timedelta
+
+    from taskapi import tokens
+    from taskapi.models import AuthSession, Role, User, utcnow
+
+    counter = iter(range(1, 10_000))
+
+    async def _make(role: str = "employee", approved: bool = True,
+                    name: str | None = None) -> Account:
+        name = name or f"{role}{next(counter)}"
+        email = f"{name}@example.test"
+        sid, jti = tokens.new_id(), tokens.new_id()
+        async with db.transaction() as session:
+            user = User(username=name, email=email, password_hash=password_hash,
+                        role=Role(role), is_approved=approved)
+            session.add(user)
+            await session.flush()
+            session.add(AuthSession(id=sid, user_id=user.id, refresh_jti=jti,
+                                    expires_at=utcnow() + timedelta(days=1)))
+            user_id = user.id
+        key = settings.signing_key()
+        access = tokens.encode(key, user_id=user_id, sid=sid, jti=tokens.new_id(),
+                               type="access", ttl=900)
+        refresh = tokens.encode(key, user_id=user_id, sid=sid, jti=jti, type="refresh",
+                                ttl=3600)
+        return Account(user_id, email, role, access, refresh)
+
+    return _make

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import tag, validate_response
 
-from ..errors import APIError
+from ..exceptions import APIError
 from ..runtime import runtime
 from ..schemas.health import Health, Readiness
 from ..services.health import check_dependencies

@@ -33,12 +33,12 @@ async def describe_queue(redis_url: str, queue_name: str, recent: int = 20) -> l
         await pool.aclose()
 
 
-async def run_job_now(job: Any, settings: Settings, redis_url: str) -> Any:
+async def run_job_now(job: Any, settings: Settings, redis_url: str, *args: Any) -> Any:
     """Run one job function in this process with the worker's ctx."""
     db = Database.from_url(settings.sqlalchemy_url)
     pool: ArqRedis = await create_pool(RedisSettings.from_dsn(redis_url))
     try:
-        return await job({"settings": settings, "db": db, "redis": pool, "job_try": 1})
+        return await job({"settings": settings, "db": db, "redis": pool, "job_try": 1}, *args)
     finally:
         await pool.aclose()
         await db.dispose()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..context import AppContext
 from ..db import Database
+from ..exceptions import APIError, conflict, not_found
 from ..models import Role, User
+from ..pagination import Page, decode_cursor, encode_cursor
 from ..passwords import hash_password
 from ..schemas.common import normalize_email
+from ..schemas.users import UserAdminUpdate, UserListQuery, UserOut
+from .accounts import revoke_all_sessions, state_change
+from .authstate import Actor, publish
+from .authz import STAFF, require
+from .queue import enqueue
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -38,3 +47,94 @@ async def ensure_admin(
         session.add(user)
         await session.flush()
         return user.id, True
+
+
+async def list_users(session: AsyncSession, actor: Actor, query: UserListQuery,
+                     *, pending_only: bool = False) -> Page[UserOut]:
+    """Users by id, keyset-paginated; admins and managers (pending list: admins)."""
+    if pending_only:
+        require(actor, Role.ADMIN)
+    else:
+        require(actor, *STAFF)
+    conditions: list[ColumnElement[bool]] = []
+    if pending_only:
+        conditions.append(User.is_approved.is_(False))
+    if query.role is not None:
+        conditions.append(User.role == query.role)
+    if query.is_approved is not None and not pending_only:
+        conditions.append(User.is_approved.is_(query.is_approved))
+    total = await session.scalar(select(func.count(User.id)).where(*conditions)) or 0
+    if query.cursor:
+        (after_id,) = decode_cursor(query.cursor, 1)
+        if not isinstance(after_id, int):
+            raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.")
+        conditions.append(User.id > after_id)
+    rows = list(await session.scalars(
+        select(User).where(*conditions).order_by(User.id).limit(query.limit + 1)
+    ))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = encode_cursor([rows[-1].id]) if more else None
+    return Page([UserOut.model_validate(u) for u in rows], next_cursor, total)
+
+
+async def _get(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise not_found("user")
+    return user
+
+
+async def get_user(session: AsyncSession, actor: Actor, user_id: int) -> UserOut:
+    require(actor, Role.ADMIN)
+    return UserOut.model_validate(await _get(session, user_id))
+
+
+async def approve_user(session: AsyncSession, ctx: AppContext, actor: Actor,
+                       user_id: int) -> UserOut:
+    """Approve a pending user (idempotent) and queue the approval email."""
+    return await update_user(session, ctx, actor, user_id, UserAdminUpdate(is_approved=True))
+
+
+async def reject_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int) -> None:
+    """Remove a user who is still pending; approved users are deleted with DELETE /users/{id}."""
+    require(actor, Role.ADMIN)
+    user = await _get(session, user_id)
+    if user.is_approved:
+        raise conflict("not_pending", "Only a pending user can be rejected.")
+    await session.delete(user)
+    await session.commit()
+    await publish(ctx.redis, state_change(user_id, None))
+
+
+async def update_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int,
+                      data: UserAdminUpdate) -> UserOut:
+    """Change role and/or approval; live tokens see the change on their next request."""
+    require(actor, Role.ADMIN)
+    user = await _get(session, user_id)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if user.id == actor.id and (
+        changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("is_approved") is False
+    ):
+        # So the last admin always remains.
+        raise conflict("cannot_modify_self", "Admins cannot demote or unapprove themselves.")
+    newly_approved = changes.get("is_approved") is True and not user.is_approved
+    for field, value in changes.items():
+        setattr(user, field, value)
+    await session.commit()
+    await publish(ctx.redis, state_change(user.id, user))
+    if newly_approved:
+        await enqueue(ctx.redis, "send_approval_email", user.id, job_id=f"approved:{user.id}")
+    return UserOut.model_validate(user)
+
+
+async def delete_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int) -> None:
+    """Delete a user; their sessions go with them and their tasks become unassigned."""
+    require(actor, Role.ADMIN)
+    if user_id == actor.id:
+        raise conflict("cannot_modify_self", "Admins cannot delete themselves.")
+    user = await _get(session, user_id)
+    sids = await revoke_all_sessions(session, user.id, "user_deleted")
+    await session.delete(user)
+    await session.commit()
+    await publish(ctx.redis, state_change(user_id, None, sids))

@@ -1,0 +1,80 @@
+"""Request and response models for accounts and users."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from ..models import Role
+from .common import Email
+
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=40,
+                           pattern=r"^[A-Za-z0-9_.-]+$")
+]
+# Upper bound keeps argon2 work per request bounded.
+Password = Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+def _iana(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("unknown IANA timezone, e.g. Europe/Berlin") from None
+    return value
+
+
+Timezone = Annotated[str, Field(max_length=64), AfterValidator(_iana)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused (422), so nothing can be mass-assigned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserCreate(Strict):
+    username: Username
+    email: Email
+    password: Password
+    role: Literal["employee", "manager"] = Field(
+        "employee", description="`admin` cannot be requested; admins are made by admins."
+    )
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    email: str
+    role: Role
+    is_approved: bool
+    timezone: str | None
+    created_at: datetime
+
+
+class UserAdminUpdate(Strict):
+    role: Role | None = None
+    is_approved: bool | None = None
+
+
+class MeUpdate(Strict):
+    timezone: Timezone | None = Field(
+        None, description="IANA zone for your daily reminder; null uses the server's."
+    )
+
+
+class PasswordChange(Strict):
+    current_password: Annotated[str, Field(max_length=1024)]
+    new_password: Password
+
+
+class UserListQuery(Strict):
+    role: Role | None = None
+    is_approved: bool | None = None
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, max_length=512)

@@ -1,0 +1,192 @@
+"""Registration, login, token rotation, logout and the caller's own account."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .. import ratelimit, tokens
+from ..context import AppContext
+from ..exceptions import APIError, conflict, unauthorized
+from ..models import AuthSession, User, utcnow
+from ..passwords import hash_password, verify_password
+from ..schemas.auth import LoginIn, RefreshIn, TokenPair
+from ..schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
+from .authstate import Actor, publish, revoked_sessions, user_key, user_value
+from .queue import enqueue
+
+_INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
+_dummy_hash: str | None = None
+_dummy_lock = asyncio.Lock()
+
+
+async def _reference_hash() -> str:
+    """A real argon2 hash to verify against when the email is unknown, so the answer takes
+    as long as for a known account and timing does not reveal who has one."""
+    global _dummy_hash
+    async with _dummy_lock:
+        if _dummy_hash is None:
+            _dummy_hash = await hash_password("reference password, never valid")
+    return _dummy_hash
+
+
+async def register(session: AsyncSession, ctx: AppContext, data: UserCreate) -> UserOut:
+    password_hash = await hash_password(data.password)  # before the write lock is taken
+    taken = await session.scalar(
+        select(User.username).where(or_(User.username == data.username, User.email == data.email))
+    )
+    if taken is not None:
+        raise conflict("account_exists", "That username or email is already registered.")
+    user = User(username=data.username, email=data.email, password_hash=password_hash,
+                role=data.role, is_approved=False)
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError:  # a concurrent registration won the race
+        await session.rollback()
+        raise conflict("account_exists", "That username or email is already registered.") from None
+    await enqueue(ctx.redis, "send_welcome_email", user.id, job_id=f"welcome:{user.id}")
+    return UserOut.model_validate(user)
+
+
+def _pair(ctx: AppContext, user_id: int, sid: str, refresh_jti: str) -> TokenPair:
+    settings = ctx.settings
+    return TokenPair(
+        access_token=tokens.encode(ctx.signing_key, user_id=user_id, sid=sid,
+                                   jti=tokens.new_id(), type="access",
+                                   ttl=settings.access_token_expires),
+        refresh_token=tokens.encode(ctx.signing_key, user_id=user_id, sid=sid, jti=refresh_jti,
+                                    type="refresh", ttl=settings.refresh_token_expires),
+        expires_in=settings.access_token_expires,
+    )
+
+
+async def login(session: AsyncSession, ctx: AppContext, data: LoginIn, client_ip: str) -> TokenPair:
+    email = data.email.strip().lower()
+    limit, period = ctx.settings.login_rate()
+    await ratelimit.hit(ctx.redis, ratelimit.window("login", f"{client_ip}|{email}", limit, period))
+
+    user = await session.scalar(select(User).where(User.email == email))
+    await session.commit()  # release the transaction during the ~100 ms verify
+    if user is None:
+        await verify_password(data.password, await _reference_hash())
+        raise unauthorized(*_INVALID_LOGIN)
+    valid, new_hash = await verify_password(data.password, user.password_hash)
+    if not valid:
+        raise unauthorized(*_INVALID_LOGIN)
+    # Only after the password is right: a guesser learns nothing about pending accounts.
+    if not user.is_approved:
+        raise APIError(403, "account_pending", "The account is awaiting admin approval.")
+
+    sid, refresh_jti = tokens.new_id(), tokens.new_id()
+    now = utcnow()
+    session.add(AuthSession(id=sid, user_id=user.id, refresh_jti=refresh_jti, created_at=now,
+                            last_used_at=now,
+                            expires_at=now + timedelta(seconds=ctx.settings.refresh_token_expires)))
+    if new_hash is not None:  # parameters changed since this hash was made: upgrade it
+        await session.execute(update(User).where(User.id == user.id)
+                              .values(password_hash=new_hash))
+    await session.commit()
+    return _pair(ctx, user.id, sid, refresh_jti)
+
+
+async def refresh(session: AsyncSession, ctx: AppContext, data: RefreshIn) -> TokenPair:
+    claims = tokens.decode(ctx.signing_key, data.refresh_token, "refresh")
+    query = select(AuthSession).where(AuthSession.id == claims.sid)
+    if ctx.db.engine.dialect.name != "sqlite":  # SQLite's write txn is already exclusive
+        query = query.with_for_update()
+    auth_session = await session.scalar(query)
+    now = utcnow()
+    if (auth_session is None or auth_session.user_id != claims.user_id
+            or auth_session.revoked_at is not None or auth_session.expires_at <= now):
+        raise unauthorized("token_revoked", "This session has ended; log in again.")
+    if auth_session.refresh_jti != claims.jti:
+        # A rotated-out token came back: someone holds a copy. End the whole family.
+        auth_session.revoked_at, auth_session.revoked_reason = now, "refresh_reuse"
+        await session.commit()
+        await publish(ctx.redis, revoked_sessions([claims.sid]))
+        raise unauthorized("token_reused", "This refresh token was already used; the session "
+                                           "has been revoked. Log in again.")
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.is_approved:
+        raise unauthorized("account_inactive", "The account is not active.")
+    auth_session.refresh_jti = tokens.new_id()
+    auth_session.last_used_at = now
+    auth_session.expires_at = now + timedelta(seconds=ctx.settings.refresh_token_expires)
+    await session.commit()
+    return _pair(ctx, user.id, claims.sid, auth_session.refresh_jti)
+
+
+async def _revoke(session: AsyncSession, sids: list[str], reason: str) -> None:
+    if sids:
+        await session.execute(
+            update(AuthSession).where(AuthSession.id.in_(sids), AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+        )
+
+
+async def logout(session: AsyncSession, ctx: AppContext, actor: Actor) -> None:
+    """Revoke this session: its refresh family and every access token issued from it."""
+    await _revoke(session, [actor.sid], "logout")
+    await session.commit()
+    await publish(ctx.redis, revoked_sessions([actor.sid]))
+
+
+async def get_me(session: AsyncSession, actor: Actor) -> UserOut:
+    user = await session.get(User, actor.id)
+    if user is None:
+        raise unauthorized("invalid_token", "The account no longer exists.")
+    return UserOut.model_validate(user)
+
+
+async def update_me(session: AsyncSession, actor: Actor, data: MeUpdate) -> UserOut:
+    user = await session.get(User, actor.id)
+    if user is None:
+        raise unauthorized("invalid_token", "The account no longer exists.")
+    for field, value in data.model_dump(exclude_unset=True).items():
+        setattr(user, field, value)
+    await session.commit()
+    return UserOut.model_validate(user)
+
+
+async def change_password(
+    session: AsyncSession, ctx: AppContext, actor: Actor, data: PasswordChange
+) -> None:
+    """New password; every other session of the user is revoked, this one stays."""
+    current_hash = await session.scalar(select(User.password_hash).where(User.id == actor.id))
+    await session.commit()
+    if current_hash is None:
+        raise unauthorized("invalid_token", "The account no longer exists.")
+    valid, _ = await verify_password(data.current_password, current_hash)
+    if not valid:
+        raise APIError(422, "wrong_password", "The current password is wrong.")
+    new_hash = await hash_password(data.new_password)
+    await session.execute(update(User).where(User.id == actor.id).values(password_hash=new_hash))
+    others = list(await session.scalars(
+        select(AuthSession.id).where(AuthSession.user_id == actor.id,
+                                     AuthSession.revoked_at.is_(None),
+                                     AuthSession.id != actor.sid)
+    ))
+    await _revoke(session, others, "password_changed")
+    await session.commit()
+    await publish(ctx.redis, revoked_sessions(others))
+
+
+async def revoke_all_sessions(session: AsyncSession, user_id: int, reason: str) -> list[str]:
+    """Revoke every live session of a user (caller commits, then publishes)."""
+    sids = list(await session.scalars(
+        select(AuthSession.id).where(AuthSession.user_id == user_id,
+                                     AuthSession.revoked_at.is_(None))
+    ))
+    await _revoke(session, sids, reason)
+    return sids
+
+
+def state_change(user_id: int, user: User | None, sids: Sequence[str] = ()) -> dict[str, str]:
+    """The auth cache entries to overwrite after a change to this user."""
+    return {user_key(user_id): user_value(user), **revoked_sessions(sids)}
