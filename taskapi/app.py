@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Quart:
                                          "bearer_format": "JWT"}},
         openapi_provider_class=_Provider,
     )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in model order
     register_error_handlers(app)
 
     for blueprint in ROOT_BLUEPRINTS:

@@ -201,3 +201,45 @@ def make_user(db: Any, settings: Settings, password_hash: str) -> Any:
         return Account(user_id, email, role, access, refresh)
 
     return _make
+
+
+# --- mail -----------------------------------------------------------------------------------
+
+class SMTPSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        from email import message_from_bytes, policy
+
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        self.messages.append(message)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[SMTPSink, int]]:
+    from aiosmtpd.controller import Controller
+
+    sink = SMTPSink()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+async def run_worker_burst(settings: Settings, redis_url: str) -> Any:
+    """Run the real ARQ worker until the queue is empty."""
+    from taskapi.worker_runner import build_worker
+
+    worker = build_worker(settings, redis_url, burst=True, handle_signals=False, poll_delay=0.05)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker

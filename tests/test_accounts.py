@@ -355,7 +355,8 @@ async def test_users_list_is_keyset_paginated(client, make_user) -> None:  # typ
         assert response.headers["X-Total-Count"] == "6"
         seen += [u["id"] for u in await response.get_json()]
         link = response.headers.get("Link")
-        url = link.split(";")[0].strip("<>").replace("http://localhost", "") if link else None
+        url = link.split(";")[0].strip("<>") if link else None
+        assert url is None or url.startswith("/users?")
         pages += 1
     assert pages == 2 and seen == sorted(seen) and len(set(seen)) == 6
     bad = await client.get("/users?cursor=garbage!", headers=admin.headers)

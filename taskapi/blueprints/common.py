@@ -19,7 +19,8 @@ def page_headers(page: Page[Any]) -> dict[str, str]:
     if page.next_cursor:
         params = {k: v for k, v in request.args.items(multi=True) if k != "cursor"}
         query = urlencode([*params.items(), ("cursor", page.next_cursor)])
-        headers["Link"] = f'<{request.base_url}?{query}>; rel="next"'
+        # A path-absolute reference: right behind any proxy, whatever Host or scheme it saw.
+        headers["Link"] = f'<{request.path}?{query}>; rel="next"'
     return headers
 
 

@@ -1,0 +1,60 @@
+"""Welcome and approval emails go through the real worker to a real SMTP server."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from taskapi.app import create_app
+from tests.conftest import PASSWORD, run_worker_burst
+
+
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
+
+
+async def test_welcome_and_approval_emails_arrive(make_settings, redis_sync, redis_url, make_user, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+    sink, port = smtp_sink
+    settings = make_settings(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+                             mail_from="taskapi <noreply@taskapi.example>")
+    admin = await make_user("admin")
+    app = create_app(settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        created = await client.post("/register", json={
+            "username": "frank", "email": "frank@corp.example", "password": PASSWORD})
+        user_id = (await created.get_json())["id"]
+        worker = await run_worker_burst(settings, redis_url)
+        assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+        assert len(sink.messages) == 1
+        welcome = sink.messages[0]
+        assert welcome["To"] == "frank@corp.example"
+        assert welcome["From"] == "taskapi <noreply@taskapi.example>"
+        assert welcome["Subject"] == "Welcome to taskapi, frank"
+        assert welcome["Message-ID"].endswith("@taskapi.example>")
+        text, html = _parts(welcome)
+        assert "frank" in text and "<h1" in html
+        assert PASSWORD not in text and PASSWORD not in html
+
+        await client.put(f"/users/{user_id}/approve", headers=admin.headers)
+        await client.put(f"/users/{user_id}/approve", headers=admin.headers)  # idempotent
+        await run_worker_burst(settings, redis_url)
+        assert len(sink.messages) == 2
+        approved = sink.messages[1]
+        assert approved["Subject"] == "Your taskapi account is approved"
+        assert "frank@corp.example" in _parts(approved)[0]
+
+
+async def test_without_smtp_host_mail_is_written_to_outbox(make_settings, redis_sync, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    app = create_app(settings)
+    async with app.test_app() as test_app:
+        await test_app.test_client().post("/register", json={
+            "username": "gina", "email": "gina@example.test", "password": PASSWORD})
+    await run_worker_burst(settings, redis_url)
+    files = list((settings.data_dir / "outbox").glob("*.eml"))
+    assert len(files) == 1
+    content = files[0].read_text()
+    assert "To: gina@example.test" in content and "Subject: Welcome to taskapi, gina" in content
