@@ -19,6 +19,7 @@ from settings import Settings, load_settings
 from . import __version__
 from .auth import identify_and_limit
 from .blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
+from .cache import digest
 from .context import AppContext
 from .db import Database
 from .embedded_redis import resolve_redis_url
@@ -38,7 +39,8 @@ class _Provider(OpenAPIProvider):
 
     def generate_rules(self) -> Iterable[Rule]:
         for rule in super().generate_rules():
-            if rule.rule.startswith(API_PREFIX) or rule.endpoint.endswith(".static"):
+            if (rule.rule.startswith(API_PREFIX) or rule.endpoint.endswith(".static")
+                    or rule.endpoint.endswith("_alias")):
                 continue
             yield rule
 
@@ -117,6 +119,14 @@ def _install_request_hooks(app: Quart) -> None:
         if request_id:
             response.headers["X-Request-ID"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if (request.method == "GET" and response.status_code == 200
+                and "ETag" not in response.headers and response.mimetype == "application/json"):
+            etag = digest(await response.get_data(as_text=True))
+            response.headers["ETag"] = f'"{etag}"'
+            response.headers.setdefault("Cache-Control", "private, no-cache")
+            if request.if_none_match.contains_weak(etag):
+                response.status_code = 304
+                response.set_data(b"")
         return response
 
     @app.teardown_request

@@ -9,6 +9,7 @@ from redis.asyncio import ConnectionPool
 
 from settings import Settings
 
+from .cache import ResponseCache
 from .db import Database
 from .embedded_redis import EmbeddedRedis
 
@@ -32,6 +33,7 @@ class AppContext:
     redis_url: str = field(init=False, default="")
     embedded: EmbeddedRedis | None = field(init=False, default=None)
     signing_key: str = field(init=False, repr=False)
+    cache: ResponseCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.signing_key = self.settings.signing_key()
@@ -39,3 +41,4 @@ class AppContext:
     def connect(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self.redis = connect_redis(redis_url)
+        self.cache = ResponseCache(self.redis)

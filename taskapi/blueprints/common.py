@@ -1,4 +1,4 @@
-"""Helpers shared by the HTTP layer."""
+"""Helpers shared by the HTTP layer: pagination headers, cached entries, ETags."""
 
 from __future__ import annotations
 
@@ -6,23 +6,46 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
-from quart import request
+from quart import Response, request
 
+from ..cache import Entry
 from ..pagination import Page
 
 ListResponse = tuple[list[dict[str, Any]], int, dict[str, str]]
+# Per-user data: browsers and proxies may store it but must revalidate (ETag → 304).
+PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+
+
+def next_link(cursor: str) -> str:
+    params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
+    query = urlencode([*params, ("cursor", cursor)])
+    # A path-absolute reference: right behind any proxy, whatever Host or scheme it saw.
+    return f'<{request.path}?{query}>; rel="next"'
 
 
 def page_headers(page: Page[Any]) -> dict[str, str]:
     """`X-Total-Count`, and a `Link: <…>; rel="next"` while more rows remain."""
     headers = {"X-Total-Count": str(page.total)}
     if page.next_cursor:
-        params = {k: v for k, v in request.args.items(multi=True) if k != "cursor"}
-        query = urlencode([*params.items(), ("cursor", page.next_cursor)])
-        # A path-absolute reference: right behind any proxy, whatever Host or scheme it saw.
-        headers["Link"] = f'<{request.path}?{query}>; rel="next"'
+        headers["Link"] = next_link(page.next_cursor)
     return headers
 
 
 def dump_list(items: list[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json") for item in items]
+
+
+def not_modified(etag: str) -> bool:
+    return request.if_none_match.contains_weak(etag.strip('"'))
+
+
+def entry_response(entry: Entry) -> Response:
+    """A cached JSON entry as a response: ETag/304, and list headers from its metadata."""
+    headers = {"ETag": entry.etag, **PRIVATE}
+    if "total" in entry.meta:
+        headers["X-Total-Count"] = entry.meta["total"]
+    if entry.meta.get("next"):
+        headers["Link"] = next_link(entry.meta["next"])
+    if not_modified(entry.etag):
+        return Response("", status=304, headers=headers)
+    return Response(entry.body, status=200, headers=headers, content_type="application/json")

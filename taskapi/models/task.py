@@ -47,3 +47,5 @@ class Task(Base):
         UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
     )
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Counts assignments, so each one gets its own email dedupe key assign:{task}:{user}:{n}.
+    assign_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

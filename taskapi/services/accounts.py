@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import ratelimit, tokens
+from ..cache import bump, users_version
 from ..context import AppContext
 from ..exceptions import APIError, conflict, unauthorized
 from ..models import AuthSession, User, utcnow
@@ -50,6 +51,7 @@ async def register(session: AsyncSession, ctx: AppContext, data: UserCreate) -> 
     except IntegrityError:  # a concurrent registration won the race
         await session.rollback()
         raise conflict("account_exists", "That username or email is already registered.") from None
+    await bump(ctx.redis, users_version())
     await enqueue(ctx.redis, "send_welcome_email", user.id, job_id=f"welcome:{user.id}")
     return UserOut.model_validate(user)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..cache import bump, mine_version, tasks_version, users_version
 from ..context import AppContext
 from ..db import Database
 from ..exceptions import APIError, conflict, not_found
@@ -105,6 +106,7 @@ async def reject_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
     await session.delete(user)
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None))
+    await bump(ctx.redis, users_version())
 
 
 async def update_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int,
@@ -123,6 +125,7 @@ async def update_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
         setattr(user, field, value)
     await session.commit()
     await publish(ctx.redis, state_change(user.id, user))
+    await bump(ctx.redis, users_version())
     if newly_approved:
         await enqueue(ctx.redis, "send_approval_email", user.id, job_id=f"approved:{user.id}")
     return UserOut.model_validate(user)
@@ -138,3 +141,5 @@ async def delete_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
     await session.delete(user)
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None, sids))
+    # Their tasks were unassigned by the foreign key: task lists and stats change too.
+    await bump(ctx.redis, users_version(), tasks_version(), mine_version(user_id))

@@ -1,0 +1,135 @@
+"""Response cache in Redis with version counters (no KEYS/SCAN/FLUSH).
+
+An entry's key embeds the current values of the version counters it depends on; a write
+bumps the counters after its commit, so the next read (on any worker) misses and rebuilds
+from the database, while old entries simply expire. One round trip per lookup: a Lua script
+reads the versions and the entry together. Redis down: every lookup misses, stores are
+skipped, and the log says so once per outage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .ratelimit import Outage
+
+log = logging.getLogger("taskapi.cache")
+CACHE_OUTAGE = Outage("response cache bypassed")
+DEFAULT_TTL = 60
+
+_LOOKUP = """
+local parts = {}
+for i, key in ipairs(KEYS) do parts[i] = redis.call('GET', key) or '0' end
+local version = table.concat(parts, '.')
+return {version, redis.call('GET', ARGV[1] .. '@' .. version)}
+"""
+
+
+def tasks_version() -> str:
+    return "cv:tasks"
+
+
+def users_version() -> str:
+    return "cv:users"
+
+
+def mine_version(user_id: int) -> str:
+    return f"cv:mine:{user_id}"
+
+
+def digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(slots=True)
+class Entry:
+    """A serialized response: JSON body, its ETag, and small metadata (total, cursor)."""
+
+    etag: str
+    meta: dict[str, str]
+    body: str
+
+    @classmethod
+    def of(cls, body: str, **meta: str) -> Entry:
+        return cls(f'"{digest(body)}"', meta, body)
+
+
+@dataclass(slots=True)
+class Lookup:
+    key: str
+    version: str | None  # None: Redis unavailable, do not store
+    entry: Entry | None
+
+
+def _encode(entry: Entry) -> str:
+    meta = "".join(f"{k}:{v}\n" for k, v in entry.meta.items())
+    return f"{entry.etag}\n{len(entry.meta)}\n{meta}{entry.body}"
+
+
+def _decode(raw: bytes) -> Entry:
+    etag, count, rest = raw.decode().split("\n", 2)
+    meta: dict[str, str] = {}
+    for _ in range(int(count)):
+        line, rest = rest.split("\n", 1)
+        name, value = line.split(":", 1)
+        meta[name] = value
+    return Entry(etag, meta, rest)
+
+
+class ResponseCache:
+    def __init__(self, redis: Redis, ttl: int = DEFAULT_TTL) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self._lookup = redis.register_script(_LOOKUP)
+
+    async def get(self, key: str, versions: list[str]) -> Lookup:
+        try:
+            version, raw = await self._lookup(keys=versions, args=[key])
+        except (RedisError, OSError) as error:
+            CACHE_OUTAGE.failed(error)
+            return Lookup(key, None, None)
+        CACHE_OUTAGE.ok()
+        version = version.decode() if isinstance(version, bytes) else str(version)
+        return Lookup(key, version, _decode(raw) if raw else None)
+
+    async def put(self, lookup: Lookup, entry: Entry, ttl: int | None = None) -> None:
+        """Store under the versions read *before* the database query: if a write bumped
+        them meanwhile, this entry is already unreachable and can never serve stale data."""
+        if lookup.version is None:
+            return
+        try:
+            await self.redis.set(f"{lookup.key}@{lookup.version}", _encode(entry),
+                                 ex=ttl or self.ttl)
+        except (RedisError, OSError) as error:
+            CACHE_OUTAGE.failed(error)
+
+
+async def bump(redis: Redis, *version_keys: str) -> None:
+    """After a commit: invalidate every entry that depends on these versions."""
+    if not version_keys:
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in dict.fromkeys(version_keys):
+                pipe.incr(key)
+            await pipe.execute()
+    except (RedisError, OSError) as error:
+        # Entries built before this write stay reachable until their TTL: say so loudly.
+        log.error("cache invalidation failed for %s: %r", ", ".join(version_keys), error)
+
+
+async def cached(cache: ResponseCache, key: str, versions: list[str],
+                 build: Callable[[], Awaitable[Entry]], ttl: int | None = None) -> Entry:
+    """The entry for `key` at the current versions, built (and stored) on a miss."""
+    lookup = await cache.get(key, versions)
+    if lookup.entry is not None:
+        return lookup.entry
+    entry = await build()
+    await cache.put(lookup, entry, ttl)
+    return entry

@@ -1,0 +1,118 @@
+"""Request and response models for tasks and statistics."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from ..models import TaskStatus
+from .users import Strict
+
+
+def _to_utc(value: object) -> object:
+    """A date means 00:00 UTC that day; a naive datetime is taken as UTC."""
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 10:
+            try:
+                value = date.fromisoformat(text)
+            except ValueError:
+                return value
+        else:
+            try:
+                value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                return value
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time.min, tzinfo=UTC)
+    return value
+
+
+UTCInstant = Annotated[
+    datetime,
+    BeforeValidator(_to_utc),
+    Field(description="ISO 8601 date (`2030-01-15`, meaning 00:00 UTC) or datetime; "
+                      "returned in UTC.",
+          examples=["2030-01-15", "2030-01-15T17:00:00+01:00"]),
+]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=10_000)]
+StatusName = Literal["pending", "in-progress", "completed"]
+SortName = Literal["created_at", "-created_at", "deadline", "-deadline", "status"]
+
+
+class TaskCreate(Strict):
+    title: Title
+    description: Description = ""
+    deadline: UTCInstant | None = None
+    assigned_user_id: int | None = Field(None, description="An approved user; emailed.")
+
+
+class TaskUpdate(Strict):
+    """Partial update: only the fields sent change; `deadline: null` clears it."""
+
+    title: Title | None = None
+    description: Description | None = None
+    deadline: UTCInstant | None = None
+
+    @model_validator(mode="after")
+    def _title_and_description_not_null(self) -> TaskUpdate:
+        for name in ("title", "description"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class TaskStatusUpdate(Strict):
+    status: StatusName
+
+
+class TaskAssign(Strict):
+    user_id: int | None = Field(description="An approved user, or null to unassign.")
+
+
+class TaskOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    description: str
+    status: TaskStatus
+    deadline: datetime | None
+    assigned_user_id: int | None
+    created_by: int | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+class TaskListQuery(Strict):
+    status: StatusName | None = None
+    assigned_user_id: int | None = None
+    due_before: UTCInstant | None = None
+    due_after: UTCInstant | None = None
+    q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Case-insensitive substring of title or description.")
+    sort: SortName = "created_at"
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = Field(None, max_length=512)
+
+
+class Stats(BaseModel):
+    total_users: int
+    total_tasks: int
+    completed_tasks: int
+    tasks_by_status: dict[StatusName, int]
+    overdue_tasks: int = Field(description="Not completed, deadline passed.")
+    pending_approvals: int

@@ -1,0 +1,51 @@
+"""System-wide statistics for admins and managers."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..cache import Entry, cached, tasks_version, users_version
+from ..context import AppContext
+from ..models import Task, TaskStatus, User, utcnow
+from ..schemas.tasks import Stats
+from .authstate import Actor
+from .authz import STAFF, require
+
+
+async def get_stats(session: AsyncSession, actor: Actor) -> Stats:
+    require(actor, *STAFF)
+    now = utcnow()
+    users_row = (await session.execute(select(
+        func.count(User.id),
+        func.count(User.id).filter(User.is_approved.is_(False)),
+    ))).one()
+    by_status = {status.value: 0 for status in TaskStatus}
+    for status, count in await session.execute(
+        select(Task.status, func.count(Task.id)).group_by(Task.status)
+    ):
+        by_status[TaskStatus(status).value] = int(count)
+    overdue = await session.scalar(select(func.count(Task.id)).where(
+        Task.status != TaskStatus.COMPLETED, Task.deadline < now)) or 0
+    return Stats(
+        total_users=int(users_row[0]),
+        total_tasks=sum(by_status.values()),
+        completed_tasks=by_status[TaskStatus.COMPLETED.value],
+        tasks_by_status=by_status,  # type: ignore[arg-type]
+        overdue_tasks=int(overdue),
+        pending_approvals=int(users_row[1]),
+    )
+
+
+# Short: overdue_tasks changes with the clock, not only with writes.
+STATS_TTL = 30
+
+
+async def get_stats_cached(session: AsyncSession, ctx: AppContext, actor: Actor) -> Entry:
+    require(actor, *STAFF)
+
+    async def build() -> Entry:
+        return Entry.of((await get_stats(session, actor)).model_dump_json())
+
+    return await cached(ctx.cache, "c:stats", [tasks_version(), users_version()], build,
+                        ttl=STATS_TTL)

@@ -1,0 +1,233 @@
+"""Task use cases: who may see and change what, and the lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..cache import Entry, bump, cached, digest, mine_version, tasks_version
+from ..context import AppContext
+from ..exceptions import APIError, not_found
+from ..models import Role, Task, TaskStatus, User, UTCDateTime, utcnow
+from ..pagination import Page, decode_cursor, encode_cursor
+from ..schemas.tasks import (
+    TaskAssign,
+    TaskCreate,
+    TaskListQuery,
+    TaskOut,
+    TaskStatusUpdate,
+    TaskUpdate,
+)
+from .authstate import Actor
+from .authz import STAFF, require
+from .queue import enqueue
+
+# NULL deadlines sort after every real one (ascending) with the same keyset logic.
+_FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+_STATUS_RANK = case(
+    {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1, TaskStatus.COMPLETED.value: 2},
+    value=Task.status, else_=3,
+)
+
+
+def _visible_to(actor: Actor, task: Task) -> bool:
+    return actor.role in STAFF or task.assigned_user_id == actor.id
+
+
+async def _get(session: AsyncSession, actor: Actor, task_id: int) -> Task:
+    task = await session.get(Task, task_id)
+    # Someone else's task is a 404, not a 403 that would confirm it exists.
+    if task is None or not _visible_to(actor, task):
+        raise not_found("task")
+    return task
+
+
+async def _assignable(session: AsyncSession, user_id: int) -> None:
+    approved = await session.scalar(select(User.is_approved).where(User.id == user_id))
+    if not approved:
+        raise APIError(422, "invalid_assignee", "assigned user must be an existing, approved user",
+                       errors=[{"loc": ["assigned_user_id"], "msg": "no such approved user",
+                                "type": "value_error"}])
+
+
+async def _after_write(ctx: AppContext, *affected_users: int | None) -> None:
+    await bump(ctx.redis, tasks_version(),
+               *(mine_version(uid) for uid in affected_users if uid is not None))
+
+
+async def _notify_assignment(ctx: AppContext, task: Task) -> None:
+    if task.assigned_user_id is not None:
+        await enqueue(ctx.redis, "send_assignment_email", task.id, task.assigned_user_id,
+                      task.assign_seq,
+                      job_id=f"assign:{task.id}:{task.assigned_user_id}:{task.assign_seq}")
+
+
+async def create_task(session: AsyncSession, ctx: AppContext, actor: Actor,
+                      data: TaskCreate) -> TaskOut:
+    require(actor, *STAFF)
+    if data.assigned_user_id is not None:
+        await _assignable(session, data.assigned_user_id)
+    task = Task(title=data.title, description=data.description, deadline=data.deadline,
+                assigned_user_id=data.assigned_user_id, created_by=actor.id,
+                assign_seq=1 if data.assigned_user_id is not None else 0)
+    session.add(task)
+    await session.commit()
+    await _after_write(ctx, task.assigned_user_id)
+    await _notify_assignment(ctx, task)
+    return TaskOut.model_validate(task)
+
+
+async def get_task(session: AsyncSession, actor: Actor, task_id: int) -> TaskOut:
+    return TaskOut.model_validate(await _get(session, actor, task_id))
+
+
+async def update_task(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
+                      data: TaskUpdate) -> TaskOut:
+    require(actor, *STAFF)
+    task = await _get(session, actor, task_id)
+    for field, value in data.model_dump(exclude_unset=True).items():
+        setattr(task, field, value)
+    await session.commit()
+    await _after_write(ctx, task.assigned_user_id)
+    return TaskOut.model_validate(task)
+
+
+async def set_status(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
+                     data: TaskStatusUpdate) -> TaskOut:
+    """The assignee, managers and admins; only the status (and completed_at) changes."""
+    task = await _get(session, actor, task_id)
+    status = TaskStatus(data.status)
+    if task.status != status:
+        task.status = status
+        task.completed_at = utcnow() if status == TaskStatus.COMPLETED else None
+        await session.commit()
+        await _after_write(ctx, task.assigned_user_id)
+    return TaskOut.model_validate(task)
+
+
+async def assign_task(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
+                      data: TaskAssign) -> TaskOut:
+    require(actor, *STAFF)
+    task = await _get(session, actor, task_id)
+    previous = task.assigned_user_id
+    if data.user_id is not None:
+        await _assignable(session, data.user_id)
+    if previous == data.user_id:
+        return TaskOut.model_validate(task)
+    task.assigned_user_id = data.user_id
+    if data.user_id is not None:
+        task.assign_seq += 1
+    await session.commit()
+    await _after_write(ctx, previous, task.assigned_user_id)
+    await _notify_assignment(ctx, task)
+    return TaskOut.model_validate(task)
+
+
+async def delete_task(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int) -> None:
+    require(actor, Role.ADMIN)
+    task = await _get(session, actor, task_id)
+    assignee = task.assigned_user_id
+    await session.delete(task)
+    await session.commit()
+    await _after_write(ctx, assignee)
+
+
+def _sort(sort: str) -> tuple[list[Any], bool]:
+    """(sort expressions before the id tie-breaker, descending?)"""
+    if sort in ("created_at", "-created_at"):
+        return [Task.created_at], sort.startswith("-")
+    if sort in ("deadline", "-deadline"):
+        far = literal(_FAR_FUTURE, UTCDateTime())
+        return [func.coalesce(Task.deadline, far)], sort.startswith("-")
+    return [_STATUS_RANK], False
+
+
+def _cursor_values(task: Task, sort: str) -> list[Any]:
+    if sort.endswith("created_at"):
+        return [task.created_at.isoformat(), task.id]
+    if sort.endswith("deadline"):
+        return [(task.deadline or _FAR_FUTURE).isoformat(), task.id]
+    return [_rank(task.status), task.id]
+
+
+def _rank(status: TaskStatus) -> int:
+    return [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED].index(status)
+
+
+def _after(sort: str, values: list[Any]) -> ColumnElement[bool]:
+    exprs, descending = _sort(sort)
+    first, last_id = values
+    try:
+        if sort == "status":
+            key: Any = literal(int(first))
+        else:
+            key = literal(datetime.fromisoformat(str(first)), UTCDateTime())
+        last_id = int(last_id)
+    except (TypeError, ValueError):
+        raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.") from None
+    row, bound = tuple_(*exprs, Task.id), tuple_(key, literal(last_id))
+    return row < bound if descending else row > bound
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_tasks(session: AsyncSession, actor: Actor, query: TaskListQuery,
+                     *, mine: bool) -> Page[TaskOut]:
+    """`mine`: the caller's tasks (any role); otherwise all tasks (admins, managers)."""
+    if not mine:
+        require(actor, *STAFF)
+    conditions: list[ColumnElement[bool]] = []
+    if mine:  # the caller, whatever the query says: no filter or cursor can widen it
+        conditions.append(Task.assigned_user_id == actor.id)
+    elif query.assigned_user_id is not None:
+        conditions.append(Task.assigned_user_id == query.assigned_user_id)
+    if query.status is not None:
+        conditions.append(Task.status == TaskStatus(query.status))
+    if query.due_before is not None:
+        conditions.append(Task.deadline < query.due_before)
+    if query.due_after is not None:
+        conditions.append(Task.deadline >= query.due_after)
+    if query.q:
+        pattern = f"%{_escape_like(query.q)}%"
+        conditions.append(or_(Task.title.ilike(pattern, escape="\\"),
+                              Task.description.ilike(pattern, escape="\\")))
+    total = await session.scalar(select(func.count(Task.id)).where(*conditions)) or 0
+    if query.cursor:
+        conditions.append(_after(query.sort, decode_cursor(query.cursor, 2)))
+    exprs, descending = _sort(query.sort)
+    order = [e.desc() if descending else e.asc() for e in (*exprs, Task.id)]
+    rows = list(await session.scalars(
+        select(Task).where(*conditions).order_by(*order).limit(query.limit + 1)
+    ))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = encode_cursor(_cursor_values(rows[-1], query.sort)) if more else None
+    return Page([TaskOut.model_validate(t) for t in rows], next_cursor, total)
+
+
+_TASK_LIST = TypeAdapter(list[TaskOut])
+
+
+async def list_tasks_cached(session: AsyncSession, ctx: AppContext, actor: Actor,
+                            query: TaskListQuery, *, mine: bool) -> Entry:
+    """list_tasks as a serialized response, from the cache when its versions still match."""
+    if not mine:
+        require(actor, *STAFF)
+    qhash = digest(query.model_dump_json())
+    if mine:
+        key, versions = f"c:mine:{actor.id}:{qhash}", [mine_version(actor.id)]
+    else:
+        key, versions = f"c:tasks:{qhash}", [tasks_version()]
+
+    async def build() -> Entry:
+        page = await list_tasks(session, actor, query, mine=mine)
+        return Entry.of(_TASK_LIST.dump_json(page.items).decode(), total=str(page.total),
+                        next=page.next_cursor or "")
+
+    return await cached(ctx.cache, key, versions, build)
