@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from quart import current_app, g, request
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,4 +34,6 @@ def db_session() -> AsyncSession:
 async def close_db_session() -> None:
     session: AsyncSession | None = g.pop("db_session", None)
     if session is not None:
-        await session.close()
+        # Shielded: when the client disconnects mid-request the teardown is cancelled, and
+        # a cancelled close would abandon the connection half reset (logged as an error).
+        await asyncio.shield(session.close())
