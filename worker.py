@@ -12,8 +12,14 @@ from arq import cron
 from settings import load_settings
 from taskapi.context import QUEUE_NAME
 from taskapi.db import Database
-from taskapi.jobs import JOBS, db_maintenance
+from taskapi.jobs import (
+    JOBS,
+    db_maintenance,
+    deliver_pending_emails,
+    send_daily_reminders,
+)
 from taskapi.logging import configure_logging
+from taskapi.mail import Mailer
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -21,9 +27,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(settings.log_level, settings.log_format)
     ctx["settings"] = settings
     ctx["db"] = Database.from_url(settings.sqlalchemy_url)
+    ctx["mailer"] = Mailer(settings, connections=4)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    mailer: Mailer | None = ctx.get("mailer")
+    if mailer is not None:
+        await mailer.close()
     db: Database | None = ctx.get("db")
     if db is not None:
         await db.dispose()
@@ -33,7 +43,12 @@ class WorkerSettings:
     functions = list(JOBS.values())
     # Cron jobs run once per tick across all workers: arq's job id is derived from the
     # function name and the tick time, so a second worker finds the job already taken.
-    cron_jobs = [cron(db_maintenance, hour={3}, minute={17}, unique=True)]
+    cron_jobs = [
+        # Every 15 minutes: users whose local time reached the reminder hour get theirs.
+        cron(send_daily_reminders, minute={0, 15, 30, 45}, unique=True, timeout=600),
+        cron(deliver_pending_emails, minute=set(range(60)), unique=True, timeout=300),
+        cron(db_maintenance, hour={3}, minute={17}, unique=True),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     queue_name = QUEUE_NAME

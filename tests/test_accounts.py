@@ -34,7 +34,7 @@ async def test_register_creates_pending_user_and_queues_welcome(client, db, redi
     assert body["username"] == "alice" and body["email"] == "alice@example.test"
     assert body["role"] == "employee" and body["is_approved"] is False
     assert not [k for k in body if "password" in k or "hash" in k]
-    assert _job_queued(redis_sync, f"welcome:{body['id']}")
+    assert _job_queued(redis_sync, f"email:welcome:{body['id']}")
 
 
 @pytest.mark.parametrize("email", ["bob@mail.example", "bob@corp.test", "b.o+b@sub.example.com"])
@@ -95,7 +95,7 @@ async def test_approval_flow_end_to_end(client, make_user, redis_sync) -> None: 
 
     approved = await client.put(f"/users/{erin_id}/approve", headers=admin.headers)
     assert approved.status_code == 200 and (await approved.get_json())["is_approved"] is True
-    assert _job_queued(redis_sync, f"approved:{erin_id}")
+    assert _job_queued(redis_sync, f"email:approved:{erin_id}")
     assert await (await client.get("/users/pending", headers=admin.headers)).get_json() == []
 
     login = await _login(client, "ERIN@example.test")

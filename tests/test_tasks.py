@@ -45,7 +45,7 @@ async def test_create_returns_201_location_and_utc_fields(client, team, redis_sy
     assert task["title"] == "Ship it" and task["status"] == "pending"
     assert task["deadline"] == "2030-01-15T00:00:00Z"
     assert task["created_by"] == team["manager"].id and task["completed_at"] is None
-    assert redis_sync.exists(f"arq:job:assign:{task['id']}:{team['employee'].id}:1")
+    assert redis_sync.exists(f"arq:job:email:assign:{task['id']}:{team['employee'].id}:1")
     with_tz = await _create(client, team["admin"], deadline="2030-01-15T17:00:00+01:00")
     assert with_tz["deadline"] == "2030-01-15T16:00:00Z"
 
@@ -124,9 +124,9 @@ async def test_reassignment_emails_each_assignment_once(client, team, redis_sync
     await client.put(url, headers=team["manager"].headers, json={"user_id": team["other"].id})
     await client.put(url, headers=team["manager"].headers, json={"user_id": team["employee"].id})
     tid, emp, oth = task["id"], team["employee"].id, team["other"].id
-    assert {k.decode() for k in redis_sync.scan_iter("arq:job:assign:*")} == {
-        f"arq:job:assign:{tid}:{emp}:1", f"arq:job:assign:{tid}:{oth}:2",
-        f"arq:job:assign:{tid}:{emp}:3"}
+    assert {k.decode() for k in redis_sync.scan_iter("arq:job:email:assign:*")} == {
+        f"arq:job:email:assign:{tid}:{emp}:1", f"arq:job:email:assign:{tid}:{oth}:2",
+        f"arq:job:email:assign:{tid}:{emp}:3"}
 
 
 # --- RBAC -----------------------------------------------------------------------------------

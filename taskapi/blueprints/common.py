@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from quart import Response, request
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import BadRequest
 
 from ..cache import Entry
 from ..pagination import Page
@@ -49,3 +52,21 @@ def entry_response(entry: Entry) -> Response:
     if not_modified(entry.etag):
         return Response("", status=304, headers=headers)
     return Response(entry.body, status=200, headers=headers, content_type="application/json")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def optional_body(model: type[M]) -> M:
+    """Like validate_request, but an empty body means the model's defaults."""
+    raw = await request.get_data(as_text=True)
+    if not raw.strip():
+        return model()
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise BadRequest() from None
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise RequestSchemaValidationError(error) from None

@@ -1,7 +1,8 @@
 """Worker coroutines: plain `async def job(ctx, ...)` functions calling the service layer.
 
-`ctx` carries "settings", "db" (a Database) and "redis" (arq's pool); nothing else of arq
-leaks into job code, so a later switch of queue library stays cheap.
+`ctx` carries "settings", "db" (a Database), "redis" (arq's pool) and, in the worker,
+"mailer" (shared SMTP connections); nothing else of arq leaks into job code, so a later
+switch of queue library stays cheap.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .emails import send_approval_email, send_assignment_email, send_welcome_email
+from .emails import deliver_email, deliver_pending_emails
 from .maintenance import db_maintenance
+from .reminders import send_daily_reminders
+from .reports import send_task_report
 
 Job = Callable[..., Awaitable[Any]]
 
 # Every job the worker runs, by name (`taskapi jobs run NAME` looks them up here).
 JOBS: dict[str, Job] = {
     job.__name__: job
-    for job in (db_maintenance, send_welcome_email, send_approval_email, send_assignment_email)
+    for job in (deliver_email, deliver_pending_emails, send_daily_reminders, send_task_report,
+                db_maintenance)
 }

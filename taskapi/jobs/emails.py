@@ -1,23 +1,38 @@
-"""Email jobs."""
+"""Email delivery jobs: one message now, and the sweeper for everything else due."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from ..services.notifications import deliver_assignment_email, send_account_email
+from .. import mail
+from ..services import outbox, reports
 
 
-async def send_welcome_email(ctx: dict[str, Any], user_id: int) -> str:
-    """Welcome a newly registered user."""
-    return await send_account_email(ctx["db"], ctx["settings"], user_id, "welcome")
+@contextlib.asynccontextmanager
+async def mailer_for(ctx: dict[str, Any], connections: int = 4) -> AsyncIterator[mail.Mailer]:
+    """The worker's shared SMTP connections, or a short-lived set outside the worker."""
+    shared = ctx.get("mailer")
+    if shared is not None:
+        yield shared
+        return
+    async with mail.Mailer(ctx["settings"], connections) as own:
+        yield own
 
 
-async def send_approval_email(ctx: dict[str, Any], user_id: int) -> str:
-    """Tell a user their account was approved."""
-    return await send_account_email(ctx["db"], ctx["settings"], user_id, "approved")
+async def deliver_email(ctx: dict[str, Any], dedupe_key: str) -> str:
+    """Send one recorded email (enqueued right after the request that created it)."""
+    async with mailer_for(ctx) as mailer:
+        outcome = await outbox.deliver(ctx["db"], ctx["settings"], mailer, keys=[dedupe_key])
+    return f"{dedupe_key}: {dict(outcome) or 'nothing due (sent, claimed or waiting to retry)'}"
 
 
-async def send_assignment_email(ctx: dict[str, Any], task_id: int, user_id: int,
-                                seq: int) -> str:
-    """Tell a user about a task assigned to them."""
-    return await deliver_assignment_email(ctx["db"], ctx["settings"], task_id, user_id, seq)
+async def deliver_pending_emails(ctx: dict[str, Any]) -> str:
+    """Sweeper: retries, emails whose enqueue was lost, stale claims, stuck reports."""
+    db, settings = ctx["db"], ctx["settings"]
+    async with mailer_for(ctx) as mailer:
+        built = [await reports.build_and_send(db, settings, mailer, report_id)
+                 for report_id in await reports.unfinished(db)]
+    outcome = await outbox.deliver_due(db, settings)
+    return f"emails {dict(outcome) or 'none due'}; reports rebuilt {len(built)}"

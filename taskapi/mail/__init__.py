@@ -1,12 +1,16 @@
-"""Email: Jinja templates (text + HTML) → EmailMessage → SMTP (aiosmtplib) or .eml files."""
+"""Email: Jinja templates (text + HTML) and delivery over SMTP (aiosmtplib) or to .eml files."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import aiosmtplib
@@ -25,47 +29,100 @@ _env = Environment(
 )
 
 
-def build_message(settings: Settings, to: str, template: str, **context: Any) -> EmailMessage:
-    """`<template>.txt` (which sets `subject`) and `<template>.html` → a multipart message."""
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def render(template: str, **context: Any) -> Rendered:
+    """`<template>.txt` (which sets `subject`) and `<template>.html`."""
     text_template = _env.get_template(f"{template}.txt")
     subject = str(text_template.make_module(context).subject).strip()  # type: ignore[attr-defined]
+    html = _env.get_template(f"{template}.html").render(context)
+    return Rendered(subject, text_template.render(context), html)
+
+
+def new_message_id(settings: Settings) -> str:
+    domain = settings.mail_from.rsplit("@", 1)[-1].strip(" >") or "taskapi.localhost"
+    return make_msgid(domain=domain)
+
+
+def build_message(settings: Settings, *, to: str, subject: str, text: str, html: str,
+                  message_id: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False)
-    domain = settings.mail_from.rsplit("@", 1)[-1].strip(" >") or "taskapi.localhost"
-    message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(text_template.render(context))
-    message.add_alternative(_env.get_template(f"{template}.html").render(context), subtype="html")
+    message["Message-ID"] = message_id  # fixed at creation: a resend is recognisably the same
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
     return message
 
 
-async def send(settings: Settings, message: EmailMessage) -> None:
-    """Deliver one message: SMTP when a host is configured, else an .eml in the outbox dir."""
-    if not settings.smtp_host:
-        outbox = settings.data_dir / "outbox"
+class Mailer:
+    """Sends messages over a few reused SMTP connections (bounded concurrency), or writes
+    them to `<data dir>/outbox/*.eml` when no SMTP host is configured."""
+
+    def __init__(self, settings: Settings, connections: int = 4) -> None:
+        self.settings = settings
+        self.size = max(1, connections)
+        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._open: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(self.size)
+
+    async def __aenter__(self) -> Mailer:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for client in self._open:
+            with contextlib.suppress(Exception):
+                await client.quit()
+        self._open.clear()
+
+    def _client(self) -> aiosmtplib.SMTP:
+        settings = self.settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host, port=settings.smtp_port,
+            username=settings.smtp_username, password=password,
+            use_tls=settings.smtp_tls, start_tls=settings.smtp_starttls and not settings.smtp_tls,
+            timeout=30,
+        )
+        self._open.append(client)
+        return client
+
+    async def send(self, message: EmailMessage) -> None:
+        if not self.settings.smtp_host:
+            await asyncio.to_thread(self._write_eml, message)
+            return
+        async with self._slots:
+            client = self._idle.get_nowait() if not self._idle.empty() else self._client()
+            try:
+                if not client.is_connected:
+                    await client.connect()
+                await client.send_message(message)
+            except Exception:
+                # A broken connection is dropped; the next send opens a fresh one.
+                self._open.remove(client)
+                with contextlib.suppress(Exception):
+                    client.close()
+                raise
+            self._idle.put_nowait(client)
+        log.debug("mail to %s sent: %s", message["To"], message["Subject"])
+
+    def _write_eml(self, message: EmailMessage) -> None:
+        outbox = self.settings.data_dir / "outbox"
         outbox.mkdir(parents=True, exist_ok=True)
         path = outbox / f"{uuid.uuid4().hex}.eml"
-        _write(path, message)
+        tmp: Path = path.with_suffix(".tmp")
+        tmp.write_bytes(bytes(message))
+        tmp.rename(path)  # readers never see half a file
         log.info("mail to %s written to %s (no SMTP host set): %s", message["To"], path,
                  message["Subject"])
-        return
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    await aiosmtplib.send(
-        message,
-        hostname=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=password,
-        use_tls=settings.smtp_tls,
-        start_tls=settings.smtp_starttls and not settings.smtp_tls,
-        timeout=30,
-    )
-    log.info("mail to %s sent: %s", message["To"], message["Subject"])
-
-
-def _write(path: Path, message: EmailMessage) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(bytes(message))
-    tmp.rename(path)  # readers never see half a file

@@ -14,12 +14,12 @@ from .. import ratelimit, tokens
 from ..cache import bump, users_version
 from ..context import AppContext
 from ..exceptions import APIError, conflict, unauthorized
-from ..models import AuthSession, User, utcnow
+from ..models import AuthSession, Role, User, utcnow
 from ..passwords import hash_password, verify_password
 from ..schemas.auth import LoginIn, RefreshIn, TokenPair
 from ..schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
+from . import notifications
 from .authstate import Actor, publish, revoked_sessions, user_key, user_value
-from .queue import enqueue
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
 _dummy_hash: str | None = None
@@ -44,15 +44,17 @@ async def register(session: AsyncSession, ctx: AppContext, data: UserCreate) -> 
     if taken is not None:
         raise conflict("account_exists", "That username or email is already registered.")
     user = User(username=data.username, email=data.email, password_hash=password_hash,
-                role=data.role, is_approved=False)
+                role=Role(data.role), is_approved=False)
     session.add(user)
     try:
-        await session.commit()
+        await session.flush()
+        email_key = await notifications.welcome(session, ctx.settings, user)
+        await session.commit()  # the user and their welcome email, together
     except IntegrityError:  # a concurrent registration won the race
         await session.rollback()
         raise conflict("account_exists", "That username or email is already registered.") from None
     await bump(ctx.redis, users_version())
-    await enqueue(ctx.redis, "send_welcome_email", user.id, job_id=f"welcome:{user.id}")
+    await notifications.dispatch(ctx.redis, email_key)
     return UserOut.model_validate(user)
 
 

@@ -38,7 +38,8 @@ async def run_job_now(job: Any, settings: Settings, redis_url: str, *args: Any) 
     db = Database.from_url(settings.sqlalchemy_url)
     pool: ArqRedis = await create_pool(RedisSettings.from_dsn(redis_url))
     try:
-        return await job({"settings": settings, "db": db, "redis": pool, "job_try": 1}, *args)
+        ctx = {"settings": settings, "db": db, "redis": pool, "job_try": 1, "run_now": True}
+        return await job(ctx, *args)
     finally:
         await pool.aclose()
         await db.dispose()

@@ -1,40 +1,42 @@
-"""Account emails: what to send to whom (called by the worker jobs)."""
+"""Which emails a change produces. Each is recorded in the outbox inside the caller's
+transaction and handed to the worker after commit (`dispatch`)."""
 
 from __future__ import annotations
 
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from settings import Settings
 
-from .. import mail
-from ..db import Database
 from ..models import Task, User
+from .outbox import add_email
+from .queue import enqueue
 
 
-async def send_account_email(db: Database, settings: Settings, user_id: int, template: str) -> str:
-    async with db.session(write=False) as session:
-        user = await session.get(User, user_id)
-    if user is None:
-        return f"skipped: user {user_id} no longer exists"
-    if template == "approved" and not user.is_approved:
-        return f"skipped: user {user_id} is no longer approved"
-    message = mail.build_message(settings, user.email, template, username=user.username,
-                                 email=user.email, role=user.role.value)
-    await mail.send(settings, message)
-    return f"sent {template} to user {user_id}"
+async def welcome(session: AsyncSession, settings: Settings, user: User) -> str:
+    return await add_email(session, settings, kind="welcome", dedupe_key=f"welcome:{user.id}",
+                           to=user.email, user_id=user.id, template="welcome",
+                           username=user.username, role=user.role.value)
 
 
-async def deliver_assignment_email(db: Database, settings: Settings, task_id: int, user_id: int,
-                                seq: int) -> str:
-    """Only while the task is still assigned to that user by that assignment."""
-    async with db.session(write=False) as session:
-        task = await session.get(Task, task_id)
-        user = await session.get(User, user_id)
-    if task is None or user is None:
-        return f"skipped: task {task_id} or user {user_id} no longer exists"
-    if task.assigned_user_id != user_id or task.assign_seq != seq:
-        return f"skipped: task {task_id} was reassigned"
+async def approved(session: AsyncSession, settings: Settings, user: User) -> str:
+    return await add_email(session, settings, kind="approved", dedupe_key=f"approved:{user.id}",
+                           to=user.email, user_id=user.id, template="approved",
+                           username=user.username, email=user.email)
+
+
+async def assigned(session: AsyncSession, settings: Settings, task: Task, user: User) -> str:
     deadline = task.deadline.strftime("%Y-%m-%d %H:%M UTC") if task.deadline else None
-    message = mail.build_message(settings, user.email, "assigned", username=user.username,
-                                 title=task.title, status=task.status.value, deadline=deadline,
-                                 description=task.description)
-    await mail.send(settings, message)
-    return f"sent assignment of task {task_id} to user {user_id}"
+    return await add_email(
+        session, settings, kind="assigned",
+        dedupe_key=f"assign:{task.id}:{user.id}:{task.assign_seq}", to=user.email,
+        user_id=user.id, template="assigned", username=user.username, title=task.title,
+        status=task.status.value, deadline=deadline, description=task.description,
+    )
+
+
+async def dispatch(redis: ArqRedis, *keys: str) -> None:
+    """After commit: ask the worker to send now. If Redis cannot take the job, the rows are
+    still pending in the database and the sweeper sends them within a minute or two."""
+    for key in keys:
+        await enqueue(redis, "deliver_email", key, job_id=f"email:{key}")

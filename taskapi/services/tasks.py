@@ -22,9 +22,9 @@ from ..schemas.tasks import (
     TaskStatusUpdate,
     TaskUpdate,
 )
+from . import notifications
 from .authstate import Actor
 from .authz import STAFF, require
-from .queue import enqueue
 
 # NULL deadlines sort after every real one (ascending) with the same keyset logic.
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -46,10 +46,11 @@ async def _get(session: AsyncSession, actor: Actor, task_id: int) -> Task:
     return task
 
 
-async def _assignable(session: AsyncSession, user_id: int) -> None:
-    approved = await session.scalar(select(User.is_approved).where(User.id == user_id))
-    if not approved:
-        raise APIError(422, "invalid_assignee", "assigned user must be an existing, approved user",
+async def _assignable(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is not None and user.is_approved:
+        return user
+    raise APIError(422, "invalid_assignee", "assigned user must be an existing, approved user",
                        errors=[{"loc": ["assigned_user_id"], "msg": "no such approved user",
                                 "type": "value_error"}])
 
@@ -59,25 +60,24 @@ async def _after_write(ctx: AppContext, *affected_users: int | None) -> None:
                *(mine_version(uid) for uid in affected_users if uid is not None))
 
 
-async def _notify_assignment(ctx: AppContext, task: Task) -> None:
-    if task.assigned_user_id is not None:
-        await enqueue(ctx.redis, "send_assignment_email", task.id, task.assigned_user_id,
-                      task.assign_seq,
-                      job_id=f"assign:{task.id}:{task.assigned_user_id}:{task.assign_seq}")
-
-
 async def create_task(session: AsyncSession, ctx: AppContext, actor: Actor,
                       data: TaskCreate) -> TaskOut:
     require(actor, *STAFF)
+    assignee = None
     if data.assigned_user_id is not None:
-        await _assignable(session, data.assigned_user_id)
+        assignee = await _assignable(session, data.assigned_user_id)
     task = Task(title=data.title, description=data.description, deadline=data.deadline,
                 assigned_user_id=data.assigned_user_id, created_by=actor.id,
-                assign_seq=1 if data.assigned_user_id is not None else 0)
+                assign_seq=1 if assignee else 0, status=TaskStatus.PENDING)
     session.add(task)
+    await session.flush()
+    email_key = None
+    if assignee is not None:
+        email_key = await notifications.assigned(session, ctx.settings, task, assignee)
     await session.commit()
     await _after_write(ctx, task.assigned_user_id)
-    await _notify_assignment(ctx, task)
+    if email_key:
+        await notifications.dispatch(ctx.redis, email_key)
     return TaskOut.model_validate(task)
 
 
@@ -114,16 +114,18 @@ async def assign_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
     require(actor, *STAFF)
     task = await _get(session, actor, task_id)
     previous = task.assigned_user_id
-    if data.user_id is not None:
-        await _assignable(session, data.user_id)
+    assignee = await _assignable(session, data.user_id) if data.user_id is not None else None
     if previous == data.user_id:
         return TaskOut.model_validate(task)
     task.assigned_user_id = data.user_id
-    if data.user_id is not None:
+    email_key = None
+    if assignee is not None:
         task.assign_seq += 1
+        email_key = await notifications.assigned(session, ctx.settings, task, assignee)
     await session.commit()
     await _after_write(ctx, previous, task.assigned_user_id)
-    await _notify_assignment(ctx, task)
+    if email_key:
+        await notifications.dispatch(ctx.redis, email_key)
     return TaskOut.model_validate(task)
 
 

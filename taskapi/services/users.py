@@ -14,10 +14,10 @@ from ..pagination import Page, decode_cursor, encode_cursor
 from ..passwords import hash_password
 from ..schemas.common import normalize_email
 from ..schemas.users import UserAdminUpdate, UserListQuery, UserOut
+from . import notifications
 from .accounts import revoke_all_sessions, state_change
 from .authstate import Actor, publish
 from .authz import STAFF, require
-from .queue import enqueue
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -123,11 +123,14 @@ async def update_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
     newly_approved = changes.get("is_approved") is True and not user.is_approved
     for field, value in changes.items():
         setattr(user, field, value)
+    email_key = None
+    if newly_approved:
+        email_key = await notifications.approved(session, ctx.settings, user)
     await session.commit()
     await publish(ctx.redis, state_change(user.id, user))
     await bump(ctx.redis, users_version())
-    if newly_approved:
-        await enqueue(ctx.redis, "send_approval_email", user.id, job_id=f"approved:{user.id}")
+    if email_key:
+        await notifications.dispatch(ctx.redis, email_key)
     return UserOut.model_validate(user)
 
 
