@@ -173,6 +173,22 @@ def jobs_list() -> None:
     click.echo("queue:" if rows else "queue: empty, no recent results")
     for row in rows:
         click.echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    emails, gave_up = asyncio.run(_outbox_state(settings))
+    click.echo("email outbox: " + (", ".join(f"{k}={v}" for k, v in sorted(emails.items()))
+                                   or "empty"))
+    for key, to, error in gave_up:
+        click.echo(f"  failed  {key}  to={to}  {error[:100]}")
+
+
+async def _outbox_state(settings: Settings) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
+    from .db import Database
+    from .services.outbox import backlog, failed
+
+    db = Database.from_url(settings.sqlalchemy_url)
+    try:
+        return await backlog(db), await failed(db)
+    finally:
+        await db.dispose()
 
 
 def _fmt(value: Any) -> str:

@@ -197,3 +197,13 @@ async def backlog(db: Database) -> dict[str, int]:
         rows = await session.execute(
             select(EmailOutbox.status, func.count(EmailOutbox.id)).group_by(EmailOutbox.status))
         return {EmailStatus(status).value: int(count) for status, count in rows}
+
+
+async def failed(db: Database, limit: int = 10) -> list[tuple[str, str, str]]:
+    """The most recent emails that gave up: (dedupe key, recipient, last error)."""
+    async with db.session(write=False) as session:
+        rows = await session.execute(
+            select(EmailOutbox.dedupe_key, EmailOutbox.to_address, EmailOutbox.last_error)
+            .where(EmailOutbox.status == EmailStatus.FAILED)
+            .order_by(EmailOutbox.id.desc()).limit(limit))
+        return [(key, to, error or "") for key, to, error in rows]
