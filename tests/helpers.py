@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,9 +44,11 @@ def run_cli(
 
 
 @contextlib.contextmanager
-def serve(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[str]:
-    """`taskapi serve` on a free port; yields its base URL; SIGTERM on exit."""
-    port = free_port()
+def serve(env: dict[str, str], *args: str, timeout: float = 30, port: int | None = None,
+          stop: bool = True) -> Iterator[Any]:
+    """`taskapi serve` on a (free) port; yields its base URL (with `stop=False`, the URL and
+    the process, for a test that stops it itself); SIGTERM on exit."""
+    port = port or free_port()
     log = open(Path(env["TASKAPI_DATA_DIR"]).parent / f"serve-{port}.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "taskapi", "serve", "--port", str(port), *args],
@@ -64,7 +67,7 @@ def serve(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[str]
             if time.monotonic() > deadline:
                 raise TimeoutError("serve did not become ready")
             time.sleep(0.1)
-        yield base
+        yield base if stop else (base, process)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -1,0 +1,135 @@
+"""Real processes as deployed: nginx (the repo's config) in front of `taskapi serve`, and a
+graceful SIGTERM with requests in flight."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.helpers import REPO, cli_env, free_port, serve
+
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
+
+
+@pytest.fixture
+def nginx_front(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """nginx on loopback with deploy/nginx.conf, upstream templated to a port we choose."""
+    if NGINX is None:
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    upstream, listen = free_port(), free_port()
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    assert "server api:8000;" in conf and "listen 80;" in conf
+    conf = conf.replace("server api:8000;", f"server 127.0.0.1:{upstream};")
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    prefix = tmp_path / "nginx"
+    for sub in ("logs", "tmp"):
+        (prefix / sub).mkdir(parents=True)
+    temp = "".join(f"{kind}_temp_path {prefix}/tmp/{kind};\n"
+                   for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = conf.replace("http {", "http {\n" + temp, 1)
+    (prefix / "nginx.conf").write_text(conf)
+    prefix.chmod(0o755)
+    (prefix / "tmp").chmod(0o777)
+    process = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr",
+         "-g", f"daemon off; pid {prefix}/nginx.pid;"],
+        stdout=subprocess.DEVNULL, stderr=open(prefix / "logs" / "stderr", "w"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{listen}/nginx-health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((prefix / "logs" / "stderr").read_text())
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{listen}", upstream
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        process.wait(timeout=10)
+
+
+def _from(address: str) -> httpx.Client:
+    """A client whose connections come from this loopback address (a distinct client IP)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10)
+
+
+async def test_nginx_forwards_the_client_ip_the_rate_limit_keys_on(nginx_front, tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
+    front, upstream = nginx_front
+    user = await make_user("employee")
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                  TASKAPI_REDIS_URL=redis_url, TASKAPI_TRUSTED_PROXIES="127.0.0.1",
+                  TASKAPI_RATE_LIMIT_LOGIN="3/minute")
+    with serve(env, "--workers", "2", port=upstream):
+        def login(client: httpx.Client, spoof: str | None = None) -> int:
+            headers = {"X-Forwarded-For": spoof} if spoof else {}
+            return client.post(f"{front}/login", headers=headers, json={
+                "email": user.email, "password": "wrong password"}).status_code
+
+        with _from("127.0.0.2") as alice, _from("127.0.0.3") as bob:
+            ok = alice.get(f"{front}/readyz")
+            assert ok.status_code == 200 and ok.headers["X-Request-ID"]
+            assert "nginx/" not in ok.headers.get("server", "")  # no version banner
+            assert [login(alice) for _ in range(3)] == [401, 401, 401]
+            assert login(alice) == 429  # alice's own bucket is full ...
+            assert login(bob) == 401  # ... bob, behind the same nginx, has his own
+            # A client-supplied X-Forwarded-For changes nothing: nginx overwrites it.
+            assert login(alice, spoof="203.0.113.9") == 429
+            assert login(bob, spoof="127.0.0.2") == 401
+            good = bob.post(f"{front}/login", json={"email": user.email, "password": PASSWORD})
+            assert good.status_code == 200
+        # Straight to the app from an untrusted address, the header is ignored as well.
+        with _from("127.0.0.4") as direct:
+            statuses = [direct.post(f"http://127.0.0.1:{upstream}/login",
+                                    headers={"X-Forwarded-For": f"198.51.100.{i}"},
+                                    json={"email": user.email, "password": "x"}).status_code
+                        for i in range(4)]
+            assert statuses == [401, 401, 401, 429]
+
+
+async def test_nginx_limits_body_size_with_a_problem(nginx_front, tmp_path: Path, database_url: str, redis_url: str, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    front, upstream = nginx_front
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url, TASKAPI_REDIS_URL=redis_url)
+    with serve(env, port=upstream):
+        response = httpx.post(f"{front}/register", content=b"x" * (2 * 1024 * 1024),
+                              headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Logins are slow on purpose (argon2 in a thread pool): 50 at once take a while."""
+    user = await make_user("employee")
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                  TASKAPI_REDIS_URL=redis_url, TASKAPI_RATE_LIMIT_LOGIN="1000/minute")
+    with serve(env, "--workers", "2", stop=False) as (base, process):
+        def login(_: int) -> int:
+            with httpx.Client(timeout=60) as client:
+                return client.post(f"{base}/login", json={
+                    "email": user.email, "password": PASSWORD}).status_code
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            futures = [pool.submit(login, i) for i in range(50)]
+            time.sleep(0.3)  # all 50 sent, most still hashing
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            codes = [f.result() for f in futures]
+        assert codes == [200] * 50
+        assert process.wait(timeout=40) == 0
+        assert time.monotonic() - started < 35
+        # and it no longer accepts connections
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/healthz", timeout=2)
