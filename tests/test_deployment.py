@@ -43,7 +43,7 @@ def nginx_front(tmp_path: Path) -> Iterator[tuple[str, int]]:
     process = subprocess.Popen(
         [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr",
          "-g", f"daemon off; pid {prefix}/nginx.pid;"],
-        stdout=subprocess.DEVNULL, stderr=open(prefix / "logs" / "stderr", "w"),  # noqa: SIM115
+        stdout=subprocess.DEVNULL, stderr=open(prefix / "logs" / "stderr", "w"),
     )
     deadline = time.monotonic() + 10
     while True:
