@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from quart import g, request
+from quart import current_app, g, request
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 from redis.exceptions import RedisError
 
 from . import ratelimit, tokens
+from .cache import CacheSpec, Lookup, decode_entry
 from .exceptions import APIError, forbidden, unauthorized
 from .models import Role
 from .runtime import runtime
@@ -24,6 +25,7 @@ from .services.authstate import Actor, resolve_actor, session_key, user_key
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 ROLES_ATTRIBUTE = "_taskapi_roles"
+PREFETCH_ATTRIBUTE = "_taskapi_prefetch"
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Probes and docs are neither authenticated nor rate limited.
 UNLIMITED_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "docs.docs_page",
@@ -75,8 +77,26 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def prefetch(spec_for: Callable[[int], CacheSpec]) -> Callable[[F], F]:
+    """Declare the cached response a GET route may serve (spec from the caller's user id),
+    so the request's first Redis round trip fetches it along with the auth state."""
+
+    def decorator(func: F) -> F:
+        setattr(func, PREFETCH_ATTRIBUTE, spec_for)
+        return func
+
+    return decorator
+
+
+def prefetched() -> Lookup | None:
+    """The cache lookup made in the request's first round trip, if the route declared one."""
+    lookup: Lookup | None = g.get("prefetch")
+    return lookup
+
+
 async def identify_and_limit() -> None:
-    """before_request: verify the token (if any), count the request, prefetch auth state."""
+    """before_request: verify the token (if any), then one Redis round trip that counts the
+    request, reads the caller's auth state and looks up the route's cached response."""
     if request.endpoint in UNLIMITED_ENDPOINTS:
         return
     state = runtime()
@@ -89,22 +109,26 @@ async def identify_and_limit() -> None:
             identity.error = error
     g.identity = identity
 
+    claims = identity.claims
+    spec = None
+    if claims is not None and request.method == "GET":
+        spec_for = getattr(current_app.view_functions.get(request.endpoint or ""),
+                           PREFETCH_ATTRIBUTE, None)
+        spec = spec_for(claims.user_id) if spec_for else None
     limit, period = state.settings.default_rate()
-    scope = f"u{identity.claims.user_id}" if identity.claims else f"ip{client_ip()}"
+    scope = f"u{claims.user_id}" if claims else f"ip{client_ip()}"
     win = ratelimit.window("req", scope, limit, period)
+    auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
     try:
-        async with state.redis.pipeline(transaction=False) as pipe:
-            ratelimit.add_hit(pipe, win)
-            if identity.claims:
-                pipe.mget(user_key(identity.claims.user_id), session_key(identity.claims.sid))
-            results = await pipe.execute()
+        trip = await state.gate(win, auth_keys, spec)
     except (RedisError, OSError) as error:
         ratelimit.LIMITS_OUTAGE.failed(error)
         return
     ratelimit.LIMITS_OUTAGE.ok()
-    if identity.claims:
-        identity.cached_user, identity.cached_session = results[2]
-    ratelimit.check(win, int(results[0]))
+    identity.cached_user, identity.cached_session = trip.user, trip.session
+    if spec is not None:
+        g.prefetch = Lookup(spec.key, trip.version, decode_entry(trip.entry))
+    ratelimit.check(win, trip.count)
 
 
 async def current_actor() -> Actor:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .ratelimit import Outage
+from .outage import Outage
 
 log = logging.getLogger("taskapi.cache")
 CACHE_OUTAGE = Outage("response cache bypassed")
@@ -43,8 +43,21 @@ def mine_version(user_id: int) -> str:
     return f"cv:mine:{user_id}"
 
 
+def task_version(task_id: int) -> str:
+    return f"cv:task:{task_id}"
+
+
 def digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSpec:
+    """Where a response lives: its key and the version counters it depends on."""
+
+    key: str
+    versions: list[str]
+    ttl: int | None = None
 
 
 @dataclass(slots=True)
@@ -124,12 +137,21 @@ async def bump(redis: Redis, *version_keys: str) -> None:
         log.error("cache invalidation failed for %s: %r", ", ".join(version_keys), error)
 
 
-async def cached(cache: ResponseCache, key: str, versions: list[str],
-                 build: Callable[[], Awaitable[Entry]], ttl: int | None = None) -> Entry:
-    """The entry for `key` at the current versions, built (and stored) on a miss."""
-    lookup = await cache.get(key, versions)
+async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awaitable[Entry]],
+                 prefetched: Lookup | None = None) -> Entry:
+    """The entry for `spec` at the current versions, built (and stored) on a miss.
+
+    `prefetched`: the lookup already made in the request's first Redis round trip.
+    """
+    lookup = prefetched if prefetched is not None and prefetched.key == spec.key else None
+    if lookup is None:
+        lookup = await cache.get(spec.key, spec.versions)
     if lookup.entry is not None:
         return lookup.entry
     entry = await build()
-    await cache.put(lookup, entry, ttl)
+    await cache.put(lookup, entry, spec.ttl)
     return entry
+
+
+def decode_entry(raw: bytes | None) -> Entry | None:
+    return _decode(raw) if raw else None

@@ -50,10 +50,10 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
     """Serve the API with hypercorn (uvloop workers)."""
     from hypercorn.config import Config
-    from hypercorn.run import run
 
     from .logging import configure_logging
     from .migrate import upgrade
+    from .server import run
     from .worker_runner import InProcessWorker
 
     settings = _settings()

@@ -12,6 +12,7 @@ from settings import Settings
 from .cache import ResponseCache
 from .db import Database
 from .embedded_redis import EmbeddedRedis
+from .ratelimit import RequestGate
 
 QUEUE_NAME = "taskapi:queue"
 
@@ -34,6 +35,7 @@ class AppContext:
     embedded: EmbeddedRedis | None = field(init=False, default=None)
     signing_key: str = field(init=False, repr=False)
     cache: ResponseCache = field(init=False)
+    gate: RequestGate = field(init=False)
 
     def __post_init__(self) -> None:
         self.signing_key = self.settings.signing_key()
@@ -42,3 +44,4 @@ class AppContext:
         self.redis_url = redis_url
         self.redis = connect_redis(redis_url)
         self.cache = ResponseCache(self.redis)
+        self.gate = RequestGate(self.redis)

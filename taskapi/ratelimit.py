@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
+from .cache import CacheSpec
 from .exceptions import APIError
+from .outage import Outage
 
 log = logging.getLogger("taskapi.ratelimit")
 
@@ -46,24 +48,6 @@ def check(win: Window, count: int, now: float | None = None) -> None:
                        headers={"Retry-After": str(retry)}, retry_after=retry)
 
 
-class Outage:
-    """Logs the first failure of an outage and the recovery, not every request."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.down = False
-
-    def failed(self, error: Exception) -> None:
-        if not self.down:
-            self.down = True
-            log.warning("Redis unavailable, %s: %r", self.what, error)
-
-    def ok(self) -> None:
-        if self.down:
-            self.down = False
-            log.warning("Redis back, %s restored", self.what)
-
-
 LIMITS_OUTAGE = Outage("rate limiting fails open")
 
 
@@ -78,3 +62,48 @@ async def hit(redis: Redis, win: Window) -> None:
         return
     LIMITS_OUTAGE.ok()
     check(win, int(count))
+
+
+# The request's one round trip: count the hit, read the caller's auth state, and look up the
+# response the route may serve from cache (its version counters and the entry).
+_REQUEST_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local nauth = tonumber(ARGV[2])
+local user, session, version, entry = false, false, false, false
+if nauth == 2 then
+  user = redis.call('GET', KEYS[2])
+  session = redis.call('GET', KEYS[3])
+end
+if ARGV[3] ~= '' then
+  local parts = {}
+  for i = 2 + nauth, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
+  version = table.concat(parts, '.')
+  entry = redis.call('GET', ARGV[3] .. '@' .. version)
+end
+return {count, user, session, version, entry}
+"""
+
+
+@dataclass(slots=True)
+class FirstTrip:
+    count: int
+    user: bytes | None
+    session: bytes | None
+    version: str | None
+    entry: bytes | None
+
+
+class RequestGate:
+    def __init__(self, redis: Redis) -> None:
+        self._script = redis.register_script(_REQUEST_LUA)
+
+    async def __call__(self, win: Window, auth_keys: tuple[str, str] | None,
+                       spec: CacheSpec | None) -> FirstTrip:
+        """Raises RedisError/OSError when Redis cannot answer (callers fail open)."""
+        keys = [win.key, *(auth_keys or ()), *(spec.versions if spec else ())]
+        args = [win.period + 1, 2 if auth_keys else 0, spec.key if spec else ""]
+        count, user, session, version, entry = await self._script(keys=keys, args=args)
+        if isinstance(version, bytes):
+            version = version.decode()
+        return FirstTrip(int(count), user, session, version or None, entry)

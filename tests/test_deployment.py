@@ -3,12 +3,12 @@ graceful SIGTERM with requests in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -116,19 +116,21 @@ async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_u
     env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
                   TASKAPI_REDIS_URL=redis_url, TASKAPI_RATE_LIMIT_LOGIN="1000/minute")
     with serve(env, "--workers", "2", stop=False) as (base, process):
-        def login(_: int) -> int:
-            with httpx.Client(timeout=60) as client:
-                return client.post(f"{base}/login", json={
-                    "email": user.email, "password": PASSWORD}).status_code
-
-        with ThreadPoolExecutor(max_workers=50) as pool:
-            futures = [pool.submit(login, i) for i in range(50)]
-            time.sleep(0.3)  # all 50 sent, most still hashing
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+            calls = [asyncio.ensure_future(client.post("/login", json={
+                "email": user.email, "password": PASSWORD})) for _ in range(50)]
+            # Long enough for every request to be sent and read (a connection the server
+            # has not read a request from yet is not in flight), short enough that most
+            # logins are still hashing.
+            await asyncio.sleep(0.8)
+            answered_before = sum(call.done() for call in calls)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            codes = [f.result() for f in futures]
+            codes = [response.status_code for response in await asyncio.gather(*calls)]
+        assert answered_before < 50, "nothing was in flight: make the requests slower"
         assert codes == [200] * 50
-        assert process.wait(timeout=40) == 0
+        assert await asyncio.to_thread(process.wait, 40) == 0
         assert time.monotonic() - started < 35
         # and it no longer accepts connections
         with pytest.raises(httpx.ConnectError):

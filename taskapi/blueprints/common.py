@@ -70,3 +70,16 @@ async def optional_body(model: type[M]) -> M:
         return model.model_validate(payload)
     except ValidationError as error:
         raise RequestSchemaValidationError(error) from None
+
+
+def canonical_query() -> str:
+    """The query string in a canonical order (a cache key variant)."""
+    return urlencode(sorted(request.args.items(multi=True)))
+
+
+def parse_query(model: type[M]) -> M:
+    """Validate the query string like validate_querystring (422 on a bad value)."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as error:
+        raise RequestSchemaValidationError(error) from None

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from quart_schema import (
+    document_querystring,
     document_response,
     tag,
-    validate_querystring,
     validate_request,
     validate_response,
 )
 
-from ..auth import actor, require_role
+from ..auth import actor, prefetch, prefetched, require_role
 from ..models import Role
 from ..runtime import db_session, runtime
 from ..schemas.tasks import (
@@ -23,7 +23,7 @@ from ..schemas.tasks import (
     TaskUpdate,
 )
 from ..services import tasks
-from .common import entry_response
+from .common import canonical_query, entry_response, parse_query
 
 bp = Blueprint("tasks", __name__)
 tag_ = tag(["tasks"])
@@ -31,27 +31,33 @@ ADMIN, MANAGER = Role.ADMIN, Role.MANAGER
 ANY = ()
 
 
+def _query() -> TaskListQuery:
+    return parse_query(TaskListQuery)
+
+
 @bp.get("/tasks")
+@prefetch(lambda _user_id: tasks.all_spec(canonical_query()))
 @tag_
 @require_role(ADMIN, MANAGER)
-@validate_querystring(TaskListQuery)
+@document_querystring(TaskListQuery)
 @document_response(list[TaskOut])
-async def list_tasks(query_args: TaskListQuery) -> Response:
+async def list_tasks() -> Response:
     """All tasks, filtered and sorted; keyset pages via `Link` rel=next, `X-Total-Count`."""
-    entry = await tasks.list_tasks_cached(db_session(), runtime(), actor(), query_args,
-                                          mine=False)
+    entry = await tasks.list_tasks_cached(db_session(), runtime(), actor(), canonical_query(),
+                                          _query, mine=False, prefetched=prefetched())
     return entry_response(entry)
 
 
 @bp.get("/tasks/mine")
+@prefetch(lambda user_id: tasks.mine_spec(user_id, canonical_query()))
 @tag_
 @require_role(*ANY)
-@validate_querystring(TaskListQuery)
+@document_querystring(TaskListQuery)
 @document_response(list[TaskOut])
-async def my_tasks(query_args: TaskListQuery) -> Response:
+async def my_tasks() -> Response:
     """Your tasks (same filters; `assigned_user_id` is always you)."""
-    entry = await tasks.list_tasks_cached(db_session(), runtime(), actor(), query_args,
-                                          mine=True)
+    entry = await tasks.list_tasks_cached(db_session(), runtime(), actor(), canonical_query(),
+                                          _query, mine=True, prefetched=prefetched())
     return entry_response(entry)
 
 
@@ -67,12 +73,15 @@ async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
 
 
 @bp.get("/task/<int:task_id>")
+@prefetch(lambda _user_id: tasks.task_spec(int((request.view_args or {})["task_id"])))
 @tag_
 @require_role(*ANY)
-@validate_response(TaskOut)
-async def get_task(task_id: int) -> TaskOut:
+@document_response(TaskOut)
+async def get_task(task_id: int) -> Response:
     """One task: its assignee, managers and admins (anyone else gets 404). Also /tasks/{id}."""
-    return await tasks.get_task(db_session(), actor(), task_id)
+    entry = await tasks.get_task_cached(db_session(), runtime(), actor(), task_id,
+                                        prefetched())
+    return entry_response(entry)
 
 
 @bp.put("/task/<int:task_id>")

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from ..db import Database
 from ..exceptions import unauthorized
 from ..models import AuthSession, Role, User
-from ..ratelimit import Outage
+from ..outage import Outage
 from ..tokens import Claims
 
 log = logging.getLogger("taskapi.auth")

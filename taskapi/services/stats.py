@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..cache import Entry, cached, tasks_version, users_version
+from ..cache import CacheSpec, Entry, Lookup, cached, tasks_version, users_version
 from ..context import AppContext
 from ..models import Task, TaskStatus, User, utcnow
 from ..schemas.tasks import Stats
@@ -41,11 +41,15 @@ async def get_stats(session: AsyncSession, actor: Actor) -> Stats:
 STATS_TTL = 30
 
 
-async def get_stats_cached(session: AsyncSession, ctx: AppContext, actor: Actor) -> Entry:
+async def get_stats_cached(session: AsyncSession, ctx: AppContext, actor: Actor,
+                           prefetched: Lookup | None = None) -> Entry:
     require(actor, *STAFF)
 
     async def build() -> Entry:
         return Entry.of((await get_stats(session, actor)).model_dump_json())
 
-    return await cached(ctx.cache, "c:stats", [tasks_version(), users_version()], build,
-                        ttl=STATS_TTL)
+    return await cached(ctx.cache, stats_spec(), build, prefetched)
+
+
+def stats_spec() -> CacheSpec:
+    return CacheSpec("c:stats", [tasks_version(), users_version()], ttl=STATS_TTL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,17 @@ from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..cache import Entry, bump, cached, digest, mine_version, tasks_version
+from ..cache import (
+    CacheSpec,
+    Entry,
+    Lookup,
+    bump,
+    cached,
+    digest,
+    mine_version,
+    task_version,
+    tasks_version,
+)
 from ..context import AppContext
 from ..exceptions import APIError, not_found
 from ..models import Role, Task, TaskStatus, User, UTCDateTime, utcnow
@@ -55,8 +66,8 @@ async def _assignable(session: AsyncSession, user_id: int) -> User:
                                 "type": "value_error"}])
 
 
-async def _after_write(ctx: AppContext, *affected_users: int | None) -> None:
-    await bump(ctx.redis, tasks_version(),
+async def _after_write(ctx: AppContext, task_id: int, *affected_users: int | None) -> None:
+    await bump(ctx.redis, tasks_version(), task_version(task_id),
                *(mine_version(uid) for uid in affected_users if uid is not None))
 
 
@@ -75,7 +86,7 @@ async def create_task(session: AsyncSession, ctx: AppContext, actor: Actor,
     if assignee is not None:
         email_key = await notifications.assigned(session, ctx.settings, task, assignee)
     await session.commit()
-    await _after_write(ctx, task.assigned_user_id)
+    await _after_write(ctx, task.id, task.assigned_user_id)
     if email_key:
         await notifications.dispatch(ctx.redis, email_key)
     return TaskOut.model_validate(task)
@@ -92,7 +103,7 @@ async def update_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(task, field, value)
     await session.commit()
-    await _after_write(ctx, task.assigned_user_id)
+    await _after_write(ctx, task.id, task.assigned_user_id)
     return TaskOut.model_validate(task)
 
 
@@ -105,7 +116,7 @@ async def set_status(session: AsyncSession, ctx: AppContext, actor: Actor, task_
         task.status = status
         task.completed_at = utcnow() if status == TaskStatus.COMPLETED else None
         await session.commit()
-        await _after_write(ctx, task.assigned_user_id)
+        await _after_write(ctx, task.id, task.assigned_user_id)
     return TaskOut.model_validate(task)
 
 
@@ -123,7 +134,7 @@ async def assign_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
         task.assign_seq += 1
         email_key = await notifications.assigned(session, ctx.settings, task, assignee)
     await session.commit()
-    await _after_write(ctx, previous, task.assigned_user_id)
+    await _after_write(ctx, task.id, previous, task.assigned_user_id)
     if email_key:
         await notifications.dispatch(ctx.redis, email_key)
     return TaskOut.model_validate(task)
@@ -135,7 +146,7 @@ async def delete_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
     assignee = task.assigned_user_id
     await session.delete(task)
     await session.commit()
-    await _after_write(ctx, assignee)
+    await _after_write(ctx, task_id, assignee)
 
 
 def _sort(sort: str) -> tuple[list[Any], bool]:
@@ -216,20 +227,50 @@ async def list_tasks(session: AsyncSession, actor: Actor, query: TaskListQuery,
 _TASK_LIST = TypeAdapter(list[TaskOut])
 
 
-async def list_tasks_cached(session: AsyncSession, ctx: AppContext, actor: Actor,
-                            query: TaskListQuery, *, mine: bool) -> Entry:
-    """list_tasks as a serialized response, from the cache when its versions still match."""
+def mine_spec(user_id: int, variant: str) -> CacheSpec:
+    """`variant`: the request's canonical query string (any spelling of it is its own key)."""
+    return CacheSpec(f"c:mine:{user_id}:{digest(variant)}", [mine_version(user_id)])
+
+
+def all_spec(variant: str) -> CacheSpec:
+    return CacheSpec(f"c:tasks:{digest(variant)}", [tasks_version()])
+
+
+def task_spec(task_id: int) -> CacheSpec:
+    return CacheSpec(f"c:task:{task_id}", [task_version(task_id)])
+
+
+async def list_tasks_cached(session: AsyncSession, ctx: AppContext, actor: Actor, variant: str,
+                            parse: Callable[[], TaskListQuery], *, mine: bool,
+                            prefetched: Lookup | None = None) -> Entry:
+    """list_tasks as a serialized response, from the cache when its versions still match.
+
+    The query is parsed (and validated: 422) only on a miss; an invalid query is never stored.
+    """
     if not mine:
         require(actor, *STAFF)
-    qhash = digest(query.model_dump_json())
-    if mine:
-        key, versions = f"c:mine:{actor.id}:{qhash}", [mine_version(actor.id)]
-    else:
-        key, versions = f"c:tasks:{qhash}", [tasks_version()]
+    spec = mine_spec(actor.id, variant) if mine else all_spec(variant)
 
     async def build() -> Entry:
-        page = await list_tasks(session, actor, query, mine=mine)
+        page = await list_tasks(session, actor, parse(), mine=mine)
         return Entry.of(_TASK_LIST.dump_json(page.items).decode(), total=str(page.total),
                         next=page.next_cursor or "")
 
-    return await cached(ctx.cache, key, versions, build)
+    return await cached(ctx.cache, spec, build, prefetched)
+
+
+async def get_task_cached(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
+                          prefetched: Lookup | None = None) -> Entry:
+    """One task as a serialized response; visibility is checked on every request."""
+
+    async def build() -> Entry:
+        task = await session.get(Task, task_id)
+        if task is None:
+            raise not_found("task")
+        return Entry.of(TaskOut.model_validate(task).model_dump_json(),
+                        assignee=str(task.assigned_user_id or ""))
+
+    entry = await cached(ctx.cache, task_spec(task_id), build, prefetched)
+    if actor.role not in STAFF and entry.meta.get("assignee") != str(actor.id):
+        raise not_found("task")  # someone else's task: not found, not forbidden
+    return entry

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..cache import bump, mine_version, tasks_version, users_version
+from ..cache import bump, mine_version, task_version, tasks_version, users_version
 from ..context import AppContext
 from ..db import Database
 from ..exceptions import APIError, conflict, not_found
-from ..models import Role, User
+from ..models import Role, Task, User
 from ..pagination import Page, decode_cursor, encode_cursor
 from ..passwords import hash_password
 from ..schemas.common import normalize_email
@@ -141,8 +141,11 @@ async def delete_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
         raise conflict("cannot_modify_self", "Admins cannot delete themselves.")
     user = await _get(session, user_id)
     sids = await revoke_all_sessions(session, user.id, "user_deleted")
+    their_tasks = list(
+        await session.scalars(select(Task.id).where(Task.assigned_user_id == user_id)))
     await session.delete(user)
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None, sids))
-    # Their tasks were unassigned by the foreign key: task lists and stats change too.
-    await bump(ctx.redis, users_version(), tasks_version(), mine_version(user_id))
+    # Their tasks were unassigned by the foreign key: those tasks, lists and stats change too.
+    await bump(ctx.redis, users_version(), tasks_version(), mine_version(user_id),
+               *(task_version(task_id) for task_id in their_tasks))
