@@ -69,17 +69,28 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 @dataclass
 class Database:
-    """One engine and two session factories: read (deferred BEGIN) and write (IMMEDIATE)."""
+    """Two session factories: read (deferred BEGIN) and write (IMMEDIATE on SQLite).
+
+    On SQLite, writes go through their own engine with a single connection: SQLite admits one
+    writer at a time anyway, and queueing writers of this process in the pool (FIFO, in
+    asyncio) instead of in SQLite's busy handler keeps waits short and fair under load. A
+    burst of writers each holding a connection and spinning on the lock, while the holder
+    waits for CPU, is what produced "database is locked" after the busy timeout.
+    """
 
     engine: AsyncEngine
+    write_engine: AsyncEngine | None = None
 
     def __post_init__(self) -> None:
-        write_engine = self.engine.execution_options(**{_IMMEDIATE: True})
+        writer = (self.write_engine or self.engine).execution_options(**{_IMMEDIATE: True})
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
+        self.write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Database:
+        if url.startswith("sqlite"):
+            writer = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+            return cls(create_engine(url, **kwargs), writer)
         return cls(create_engine(url, **kwargs))
 
     def session(self, *, write: bool) -> AsyncSession:
@@ -93,3 +104,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.write_engine is not None:
+            await self.write_engine.dispose()

@@ -30,7 +30,7 @@ def run(config: Config) -> int:
     stopping = threading.Event()
 
     def start() -> BaseProcess:
-        process: BaseProcess = context.Process(  # type: ignore[attr-defined]
+        process: BaseProcess = context.Process(
             target=uvloop_worker,
             kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown_event},
         )
