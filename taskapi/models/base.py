@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Enum, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -43,6 +44,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def string_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
+    """An enum stored as its string values (VARCHAR + CHECK), the same on SQLite and PostgreSQL."""
+    return Enum(enum_cls, name=name, native_enum=False, length=16,
+                values_callable=lambda members: [m.value for m in members])
 
 
 class Base(DeclarativeBase):

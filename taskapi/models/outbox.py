@@ -3,10 +3,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, string_enum, utcnow
 
 
 class EmailStatus(enum.StrEnum):
@@ -44,8 +44,7 @@ class EmailOutbox(Base):
     body_html: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[EmailStatus] = mapped_column(
-        Enum(EmailStatus, name="email_status", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e]),
+        string_enum(EmailStatus, "email_status"),
         default=EmailStatus.PENDING,
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,10 +3,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, string_enum, utcnow
 
 
 class ReportStatus(enum.StrEnum):
@@ -26,8 +26,7 @@ class ReportRequest(Base):
     requester_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     period_days: Mapped[int] = mapped_column(Integer)
     status: Mapped[ReportStatus] = mapped_column(
-        Enum(ReportStatus, name="report_status", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e]),
+        string_enum(ReportStatus, "report_status"),
         default=ReportStatus.QUEUED,
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

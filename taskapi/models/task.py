@@ -3,10 +3,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, string_enum, utcnow
 
 
 class TaskStatus(enum.StrEnum):
@@ -29,8 +29,7 @@ class Task(Base):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[TaskStatus] = mapped_column(
-        Enum(TaskStatus, name="task_status", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e]),
+        string_enum(TaskStatus, "task_status"),
         default=TaskStatus.PENDING,
     )
     deadline: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

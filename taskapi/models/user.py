@@ -3,10 +3,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Enum, Index, Integer, String, func
+from sqlalchemy import Boolean, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, string_enum, utcnow
 
 
 class Role(enum.StrEnum):
@@ -29,8 +29,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(
-        Enum(Role, name="user_role", native_enum=False, length=16,
-             values_callable=lambda e: [m.value for m in e]),
+        string_enum(Role, "user_role"),
         default=Role.EMPLOYEE,
     )
     is_approved: Mapped[bool] = mapped_column(Boolean, default=False)
