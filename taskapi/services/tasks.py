@@ -92,10 +92,6 @@ async def create_task(session: AsyncSession, ctx: AppContext, actor: Actor,
     return TaskOut.model_validate(task)
 
 
-async def get_task(session: AsyncSession, actor: Actor, task_id: int) -> TaskOut:
-    return TaskOut.model_validate(await _get(session, actor, task_id))
-
-
 async def update_task(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
                       data: TaskUpdate) -> TaskOut:
     require(actor, *STAFF)
