@@ -256,16 +256,25 @@ def task_rows(start: int, count: int, employee_ids: list[int], manager_ids: list
         }
 
 
+def seed_engine(sa_url: str) -> Any:
+    """The seeding engine. SQLite: wait up to 60 s for the write lock (the server may still be
+    finishing writes queued by the last load run)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if sa_url.startswith("sqlite"):
+        return create_async_engine(sa_url, connect_args={"timeout": 60})
+    return create_async_engine(sa_url)
+
+
 async def seed_tasks(sa_url: str, start: int, count: int, employee_ids: list[int],
                      manager_ids: list[int], *, chunk: int = 10_000) -> None:
     from sqlalchemy import insert
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     from taskapi.models import Task
 
     now = datetime.now(UTC)
     rows = task_rows(start, count, employee_ids, manager_ids, now)
-    engine = create_async_engine(sa_url)
+    engine = seed_engine(sa_url)
     try:
         done = 0
         while done < count:
@@ -281,9 +290,8 @@ async def after_bulk_load(sa_url: str, database: str) -> str:
     """PostgreSQL: ANALYZE tasks (what autovacuum would do soon anyway, but not in the middle
     of a measured run). SQLite: checkpoint the WAL the bulk insert left behind."""
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(sa_url)
+    engine = seed_engine(sa_url)
     try:
         async with engine.begin() as conn:
             if database == "postgres":
@@ -381,10 +389,24 @@ async def check_api(base: str, tokens: list[str], owners: list[int], own_ids: di
 # --- py-spy ------------------------------------------------------------------------------------
 
 _FRAME_LINE = re.compile(r":\d+\)$")
+_THREAD_FRAME = re.compile(r"^thread \((\d+)\)")
+_THREAD_NUMBER = re.compile(r"Thread-(\d+) \(_connection_worker_thread\)")
+# Frames every sample of a worker goes through: left out of the inclusive list.
+_ROOT_FRAMES = frozenset({
+    "<module>", "spawn_main", "_main", "BaseProcess._bootstrap", "BaseProcess.run",
+    "uvloop_worker", "_run", "Runner.run", "Thread._bootstrap", "Thread._bootstrap_inner",
+    "Thread.run", "thread_run", "run", "worker_serve", "_ServerState.serve",
+})
+
+
+_WAIT_FRAMES = frozenset({
+    "_queue_SimpleQueue_get", "pthread_cond_wait", "pthread_cond_timedwait", "take_gil",
+    "epoll_wait", "epoll_pwait", "PyThread_acquire_lock_timed", "sem_wait", "sem_timedwait",
+})
 
 
 def _frame_name(frame: str) -> str:
-    """'func (path/to/file.py:123)' -> 'func (file/relative/path.py)'."""
+    """'func (path/to/file.py:123)' -> 'func (package/module.py)'."""
     frame = _FRAME_LINE.sub(")", frame)
     for marker in ("site-packages/", "/lib/python3.11/", str(REPO) + "/"):
         if marker in frame:
@@ -394,11 +416,30 @@ def _frame_name(frame: str) -> str:
     return frame
 
 
+def _package(frame: str) -> str | None:
+    """'x (redis/asyncio/client.py)' -> 'redis'; 'sqlite3_step (libsqlite3.so.0)' ->
+    'libsqlite3'; bare addresses -> None."""
+    if frame.startswith("0x") or " (" not in frame:
+        return None
+    where = frame.rpartition(" (")[2].rstrip(")")
+    if where.startswith("<"):
+        return None
+    head = where.split("/", 1)[0]
+    if head.endswith(".py"):
+        head = head[:-3]
+    return head.split(".so", 1)[0]
+
+
 def summarize_pyspy(raw_files: list[Path], top: int = 25) -> dict[str, Any]:
-    """Self (leaf frame) and inclusive (anywhere in the stack) shares of the samples."""
+    """Shares of the (non-idle) samples: self = leaf frame, inclusive = anywhere in the
+    stack (frames every sample passes through left out), by package (any frame of it), and
+    how many distinct aiosqlite connection threads were seen running."""
     self_c: Counter[str] = Counter()
     incl_c: Counter[str] = Counter()
-    total = 0
+    pkg_c: Counter[str] = Counter()
+    sqlite_threads: set[tuple[str, str]] = set()
+    thread_numbers: dict[str, tuple[int, int]] = {}
+    total = idle = busy_sleep = 0
     for path in raw_files:
         if not path.exists():
             continue
@@ -407,25 +448,58 @@ def summarize_pyspy(raw_files: list[Path], top: int = 25) -> dict[str, Any]:
             if not stack or not count_s.isdigit():
                 continue
             count = int(count_s)
-            frames = [_frame_name(f) for f in stack.split(";") if f]
+            raw = [f for f in stack.split(";") if f]
+            thread = _THREAD_FRAME.match(raw[0]) if raw else None
+            if thread:
+                raw = raw[1:]
+            frames = [_frame_name(f) for f in raw]
             if not frames:
+                continue
+            if thread and any(f.startswith("_connection_worker_thread ") for f in frames):
+                sqlite_threads.add((path.name, thread.group(1)))
+                number = _THREAD_NUMBER.search(stack)
+                if number:  # threading's counter: Thread-N is the Nth thread of the process
+                    lo, hi = thread_numbers.get(path.name, (10**9, 0))
+                    n = int(number.group(1))
+                    thread_numbers[path.name] = (min(lo, n), max(hi, n))
+            # --native samples idle threads too: leave out threads parked on a queue, a
+            # condition, the GIL or epoll, and count SQLite's busy-handler sleeps apart.
+            names = {f.partition(" (")[0] for f in frames}
+            if names & _WAIT_FRAMES:
+                idle += count
+                continue
+            if "sqlite3InvokeBusyHandler" in names:
+                busy_sleep += count
                 continue
             total += count
             self_c[frames[-1]] += count
             for name in set(frames):
-                incl_c[name] += count
+                if name.partition(" (")[0] not in _ROOT_FRAMES and not name.startswith("0x"):
+                    incl_c[name] += count
+            for pkg in {_package(f) for f in frames} - {None}:
+                pkg_c[str(pkg)] += count
     pct = (lambda c: round(100.0 * c / total, 1)) if total else (lambda c: 0.0)
     return {"samples": total,
             "top_self": [[n, pct(c)] for n, c in self_c.most_common(top)],
-            "top_inclusive": [[n, pct(c)] for n, c in incl_c.most_common(top)]}
+            "top_inclusive": [[n, pct(c)] for n, c in incl_c.most_common(top)],
+            "by_package": [[n, pct(c)] for n, c in pkg_c.most_common(20)],
+            "aiosqlite_threads_seen": len(sqlite_threads),
+            # Per worker, the lowest and highest Thread-N of a running aiosqlite thread: a
+            # wide range means connections were opened (and closed) during the profile.
+            "aiosqlite_thread_numbers": thread_numbers,
+            "samples_waiting": idle,
+            "samples_sqlite_busy_handler_sleep": busy_sleep}
 
 
 def profile(name: str, pyspy: str, wrk: str, base: str, script: Path, args: argparse.Namespace,
             connections: int, serve_pid: int, tmp: Path) -> dict[str, Any]:
-    """py-spy on every hypercorn worker while wrk runs the given script."""
+    """py-spy on every hypercorn worker while wrk runs the given script. Default: sampling
+    without pausing the workers (--nonblocking); --profile-native pauses them per sample to
+    read the C frames too (slower server, truer attribution of time spent in C)."""
     pids = worker_pids(serve_pid)
     outs = [tmp / f"pyspy-{name}-{pid}.txt" for pid in pids]
-    spies = [subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking",
+    mode = ["--native"] if args.profile_native else ["--nonblocking"]
+    spies = [subprocess.Popen([pyspy, "record", "--pid", str(pid), *mode, "--threads",
                                "--format", "raw", "--rate", "100",
                                "--duration", str(args.profile_seconds), "-o", str(out)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -445,8 +519,10 @@ def profile(name: str, pyspy: str, wrk: str, base: str, script: Path, args: argp
                 errors.append(err.decode(errors="replace")[-500:])
     summary = summarize_pyspy(outs)
     summary.update({"endpoint": name, "connections": connections, "worker_pids": pids,
-                    "seconds": args.profile_seconds, "rps_while_profiled": round(res["rps"], 1),
-                    "non2xx": res["non2xx"], "py_spy_errors": errors})
+                    "seconds": args.profile_seconds, "native": args.profile_native,
+                    "rps_while_profiled": round(res["rps"], 1),
+                    "non2xx": res["non2xx"], "statuses": res["statuses"],
+                    "socket_errors": res["socket_errors"], "py_spy_errors": errors})
     log(f"profile {name}: {summary['samples']} samples; top self: "
         + "; ".join(f"{n} {p}%" for n, p in summary["top_self"][:5]))
     return summary
@@ -454,21 +530,147 @@ def profile(name: str, pyspy: str, wrk: str, base: str, script: Path, args: argp
 
 # --- server log -----------------------------------------------------------------------------
 
-def scan_log(path: Path) -> dict[str, Any]:
+_RECORD_START = re.compile(r"^\[?\d{4}-\d\d-\d\d[ T]")
+_ERROR_RE = re.compile(r" (ERROR|CRITICAL) ")
+
+
+def scan_log(path: Path, max_blocks: int = 8, max_block_lines: int = 80) -> dict[str, Any]:
+    """Counts, distinct ERROR/WARNING messages, and the first ERROR records in full."""
     text = path.read_text(errors="replace") if path.exists() else ""
     lines = text.splitlines()
-    errors = [ln for ln in lines if re.search(r" (ERROR|CRITICAL) ", ln)]
+    errors = [ln for ln in lines if _ERROR_RE.search(ln)]
     warnings = [ln for ln in lines if " WARNING " in ln]
-    # One entry per distinct message (timestamps and ids stripped).
-    distinct = Counter(re.sub(r"\d+", "N", ln.split(" ", 2)[-1])[:200] for ln in errors + warnings)
+    # One entry per distinct message (timestamps, request ids and numbers blanked).
+    distinct = Counter(re.sub(r"\[[0-9a-f]{32}\]", "[rid]",
+                              re.sub(r"\d+", "N", ln.split(" ", 2)[-1]))[:240]
+                       for ln in errors + warnings)
+    blocks: list[list[str]] = []
+    i = 0
+    while i < len(lines) and len(blocks) < max_blocks:
+        if _ERROR_RE.search(lines[i]):
+            j = i + 1
+            while j < len(lines) and not _RECORD_START.match(lines[j]):
+                j += 1
+            blocks.append(lines[i:min(j, i + max_block_lines)])
+            i = j
+        else:
+            i += 1
     return {"lines": len(lines), "error_lines": len(errors), "warning_lines": len(warnings),
             "tracebacks": text.count("Traceback (most recent call last)"),
             "database_is_locked": text.count(LOCKED),
             "distinct_error_and_warning_messages": distinct.most_common(30),
+            "first_error_records": blocks,
             "tail": lines[-30:]}
 
 
+# --- 3. table size ---------------------------------------------------------------------------
+
+def table_size_phase(args: argparse.Namespace, run: Any, scripts: dict[str, Path], sa_url: str,
+                     employee_ids: list[int], manager_ids: list[int], owners: list[int],
+                     tokens: list[str]) -> dict[str, Any]:
+    """GET /task/{id} with the small table and with the big one, alternated so both see the
+    same machine noise: per repeat, a run at the small size, then the extra tasks are bulk
+    inserted and two runs follow (each token walking all its own tasks; and the same ids as
+    at the small size), then the extra tasks are deleted and the table compacted (PostgreSQL
+    VACUUM FULL + ANALYZE, SQLite VACUUM) — except after the last repeat. The server keeps
+    running throughout (not restarted)."""
+    c64 = args.mix_connections
+    extra = args.big_tasks - args.tasks
+    time.sleep(5)  # let the server finish what the last run left in flight
+    max_small_id = asyncio.run(max_task_id(sa_url))
+    runs: dict[str, list[dict[str, Any]]] = {"task_2k": [], "task_200k": [],
+                                             "task_200k_same_ids": []}
+    events: list[dict[str, Any]] = []
+    tasks_per_token_big = 0
+    for i in range(args.repeats):
+        log(f"table size repeat {i + 1}/{args.repeats}: {args.tasks} tasks")
+        runs["task_2k"].append(run("task_2k", "task", c64))
+        t0 = time.monotonic()
+        asyncio.run(seed_tasks(sa_url, args.tasks, extra, employee_ids, manager_ids))
+        note = asyncio.run(after_bulk_load(sa_url, args.database))
+        big_ids, total = asyncio.run(owned_task_ids(sa_url, owners))
+        if total != args.big_tasks:
+            raise RuntimeError(f"{total} tasks after the bulk insert, not {args.big_tasks}")
+        tasks_per_token_big = len(big_ids[owners[0]])
+        events.append({"grow_seconds": round(time.monotonic() - t0, 1), "after": note})
+        log(f"inserted {extra} tasks in {events[-1]['grow_seconds']} s ({note}); "
+            f"{tasks_per_token_big} tasks per token")
+        write_lua(scripts["task_200k"], LUA_OWN_TASKS, tokens=lua_strings(tokens),
+                  ids=", ".join("{" + ", ".join(map(str, big_ids[o])) + "}" for o in owners))
+        runs["task_200k"].append(run("task_200k", "task_200k", c64))
+        runs["task_200k_same_ids"].append(run("task_200k_same_ids", "task", c64))
+        if i + 1 < args.repeats:
+            t0 = time.monotonic()
+            note = asyncio.run(shrink_tasks(sa_url, args.database, max_small_id))
+            events.append({"shrink_seconds": round(time.monotonic() - t0, 1), "after": note})
+            log(f"deleted them again in {events[-1]['shrink_seconds']} s ({note})")
+    small, big = summarize(runs["task_2k"]), summarize(runs["task_200k"])
+    same = summarize(runs["task_200k_same_ids"])
+    return {
+        "connections": c64, "server_restarted": False, "events": events,
+        "tasks_per_token_big": tasks_per_token_big,
+        "small": small, "big": big, "big_same_ids": same,
+        "p50_growth": big["p50_ms_median"] / small["p50_ms_median"],
+        "p50_growth_same_ids": same["p50_ms_median"] / small["p50_ms_median"],
+        "rps_growth": big["rps_median"] / small["rps_median"],
+        "p50_growth_per_repeat": [round(b["lat_us"]["p50"] / a["lat_us"]["p50"], 3)
+                                  for a, b in zip(runs["task_2k"], runs["task_200k"],
+                                                  strict=True)],
+        "runs": {n: strip_stdout(rs) for n, rs in runs.items()},
+    }
+
+
+async def max_task_id(sa_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from taskapi.models import Task
+
+    engine = seed_engine(sa_url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(select(func.max(Task.id)))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def shrink_tasks(sa_url: str, database: str, max_id: int) -> str:
+    """Delete the tasks above max_id and compact the table (and its indexes)."""
+    from sqlalchemy import delete, text
+
+    from taskapi.models import Task
+
+    engine = seed_engine(sa_url)
+    try:
+        async with engine.begin() as conn:
+            deleted = (await conn.execute(delete(Task).where(Task.id > max_id))).rowcount
+        async with engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if database == "postgres":
+                await auto.execute(text("VACUUM FULL tasks"))
+                await auto.execute(text("ANALYZE tasks"))
+                return f"deleted {deleted}; VACUUM FULL tasks; ANALYZE tasks"
+            await auto.execute(text("VACUUM"))
+            await auto.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            return f"deleted {deleted}; VACUUM; PRAGMA wal_checkpoint(TRUNCATE)"
+    finally:
+        await engine.dispose()
+
+
 # --- main -----------------------------------------------------------------------------------
+
+def app_version() -> dict[str, Any]:
+    """The commit measured, and files changed outside bench/ (another engineer may be
+    editing the application while this runs: the server loads the code at start)."""
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True,
+                             timeout=30, check=False)
+        return out.stdout.strip()
+
+    dirty = [line for line in git("status", "--porcelain").splitlines()
+             if not line[3:].startswith("bench/")]
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "subject": git("log", "-1", "--format=%s")[:200], "dirty_outside_bench": dirty}
+
 
 def make_env(args: argparse.Namespace, data_dir: Path, database_url: str) -> dict[str, str]:
     env = clean_env()  # inherited TASKAPI_* variables must not leak into the bench
@@ -516,6 +718,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy",
                         help="py-spy executable (pip install --target /tmp/pyspy py-spy)")
     parser.add_argument("--profile-seconds", type=int, default=12)
+    parser.add_argument("--profile-native", action="store_true",
+                        help="py-spy --native (pauses the workers per sample; C frames too)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temp dir (server logs, Lua, py-spy output) and database")
     parser.add_argument("--no-save", action="store_true", help="do not write results JSON")
@@ -554,6 +758,7 @@ def main() -> int:
         "command": " ".join([".venv/bin/python", *sys.argv]),
         "machine": machine_info(wrk),
         "config": {k: v for k, v in vars(args).items()},
+        "app_version": app_version(),
     }
     try:
         flush_redis(args.redis_url)
@@ -604,7 +809,7 @@ def main() -> int:
                        "server_processes_before_load": server_processes(serve.pid)})
 
         # --- Lua scripts ---
-        scripts = {name: tmp / f"{name}.lua" for name in (*ENDPOINTS, "mix", "task_big")}
+        scripts = {name: tmp / f"{name}.lua" for name in (*ENDPOINTS, "mix", "task_200k")}
         write_get_lua(scripts["bare"], PATHS["bare"], tokens)
         write_get_lua(scripts["mine"], PATHS["mine"], tokens)
         write_get_lua(scripts["stats"], PATHS["stats"], [manager_token])
@@ -667,47 +872,21 @@ def main() -> int:
                 profiles.append(profile("mix", pyspy, wrk, base, scripts["mix"], args,
                                         args.mix_connections, serve.pid, tmp))
 
-        # --- 3. table size ---
+        result["worker_rss_mib_before_size_phase"] = [
+            round(p["vm_rss_kb"] / 1024, 1) for p in server_processes(serve.pid)
+            if p["kind"] == "hypercorn-worker" and p["vm_rss_kb"]]
+
+        # --- 3. table size: alternate 2k and 200k tasks (grow, measure, shrink back) ---
         size: dict[str, Any] = {}
         c64 = args.mix_connections
-        small_runs = ratio_runs.get(str(c64), {})
         if args.big_tasks > args.tasks:
-            t0 = time.monotonic()
-            extra = args.big_tasks - args.tasks
-            asyncio.run(seed_tasks(sa_url, args.tasks, extra, employee_ids, manager_ids))
-            note = asyncio.run(after_bulk_load(sa_url, args.database))
-            big_ids, total = asyncio.run(owned_task_ids(sa_url, owners))
-            if total != args.big_tasks:
-                raise RuntimeError("the seeded task count does not match (big)")
-            big_seed_s = time.monotonic() - t0
-            log(f"seeded {extra} more tasks in {big_seed_s:.1f} s ({note}); "
-                f"{len(big_ids[owners[0]])} tasks per token; server not restarted")
-            write_lua(scripts["task_big"], LUA_OWN_TASKS, tokens=lua_strings(tokens),
-                      ids=", ".join("{" + ", ".join(map(str, big_ids[o])) + "}"
-                                    for o in owners))
-            big_runs: dict[str, list[dict[str, Any]]] = {"bare_big": [], "task_big": []}
-            for i in range(args.repeats):
-                log(f"GET /task/{{id}} with {args.big_tasks} tasks: repeat {i + 1}/{args.repeats}")
-                big_runs["bare_big"].append(run("bare_big", "bare", c64))
-                big_runs["task_big"].append(run("task_big", "task_big", c64))
-            small = summarize(small_runs["task"]) if small_runs else None
-            big = summarize(big_runs["task_big"])
-            bare_small = summarize(small_runs["bare"]) if small_runs else None
-            bare_big = summarize(big_runs["bare_big"])
-            size = {"seed_seconds": round(big_seed_s, 1), "after_bulk_load": note,
-                    "server_restarted": False, "connections": c64,
-                    "tasks_per_token_big": len(big_ids[owners[0]]),
-                    "small": small, "big": big, "bare_small": bare_small, "bare_big": bare_big}
-            if small and bare_small:
-                size["p50_growth"] = big["p50_ms_median"] / small["p50_ms_median"]
-                size["rps_growth"] = big["rps_median"] / small["rps_median"]
-                size["ratio_to_bare_small"] = small["rps_median"] / bare_small["rps_median"]
-                size["ratio_to_bare_big"] = big["rps_median"] / bare_big["rps_median"]
-            if pyspy is not None and want_profile and (args.profile == "all"
-                                 or size.get("p50_growth", 0) > GROWTH_TARGET):
-                profiles.append(profile("task_big", pyspy, wrk, base, scripts["task_big"],
+            size = table_size_phase(args, run, scripts, sa_url, employee_ids, manager_ids,
+                                    owners, tokens)
+            if pyspy is not None and want_profile and (
+                    args.profile == "all" or size["p50_growth"] > GROWTH_TARGET):
+                profiles.append(profile("task_200k", pyspy, wrk, base, scripts["task_200k"],
                                         args, c64, serve.pid, tmp))
-            result["size_runs"] = {n: strip_stdout(rs) for n, rs in big_runs.items()}
+            result["size_runs"] = size.pop("runs")
         result["size"] = size
         result["profiles"] = profiles
 
@@ -741,6 +920,8 @@ def main() -> int:
                                          "pass": serve_scan["database_is_locked"] == 0}
         if "p50_growth" in size:
             targets["task p50 200k/2k"] = {"value": round(size["p50_growth"], 3),
+                                           "per_repeat": size["p50_growth_per_repeat"],
+                                           "same_ids": round(size["p50_growth_same_ids"], 3),
                                            "target": f"<= {GROWTH_TARGET}",
                                            "pass": size["p50_growth"] <= GROWTH_TARGET}
         targets["worker RSS MiB"] = {"value": [round(x, 1) for x in rss],
@@ -751,7 +932,7 @@ def main() -> int:
         all_summaries = [s for r in ratios.values() for s in r["summary"].values()]
         all_summaries.append(mix)
         if size:
-            all_summaries += [size["big"], size["bare_big"]]
+            all_summaries += [size["small"], size["big"], size["big_same_ids"]]
         bad = sum(s["non2xx_total"] + s["socket_errors_total"] + s["warmup_non2xx_total"]
                   + s["warmup_socket_errors_total"] for s in all_summaries)
         bad += sum(p["non2xx"] for p in profiles)
@@ -771,11 +952,11 @@ def main() -> int:
         if result["failed"]:
             log("FAILED: non-2xx responses, socket errors or 'database is locked' (see above)")
             exit_code = 1
-    except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired,
-            OSError, httpx.HTTPError, KeyError, ValueError) as exc:
+    except Exception as exc:
         detail = getattr(exc, "stderr", None)
         log(f"setup/run failed: {exc!r}" + (f"\n{detail.decode(errors='replace')}"
                                             if isinstance(detail, bytes) else ""))
+        args.keep = True  # keep the logs (and the database) to see what happened
         for path in (serve_log, bare_log):
             if path.exists():
                 log(f"{path.name} tail:\n" + "\n".join(path.read_text(errors="replace")
@@ -823,13 +1004,26 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
     row(f"mix c={args.mix_connections}", result["mix"], None)
     size = result.get("size") or {}
     if size.get("big"):
-        row(f"GET /task/{{id}} {args.big_tasks // 1000}k", size["big"],
-            size.get("ratio_to_bare_big"))
-        row("GET /bare (200k phase)", size["bare_big"], None)
+        k_small, k_big = f"{args.tasks // 1000}k", f"{args.big_tasks // 1000}k"
+        row(f"GET /task/{{id}} {k_small} (A/B)", size["small"], None)
+        row(f"GET /task/{{id}} {k_big} (A/B)", size["big"], None)
+        row(f"GET /task/{{id}} {k_big} same", size["big_same_ids"], None)
+    print("\nstatuses (measured runs):")
+    for conns, r in result["ratios"].items():
+        for name in ENDPOINTS:
+            print(f"  {name}@{conns}: {r['summary'][name]['statuses']}")
+    print(f"  mix: {result['mix']['statuses']}  (warmups: non-2xx "
+          f"{result['mix']['warmup_non2xx_total']}, socket errors "
+          f"{result['mix']['warmup_socket_errors_total']})")
+    if size.get("big"):
+        for key in ("small", "big", "big_same_ids"):
+            print(f"  size {key}: {size[key]['statuses']}")
     print("\ntargets:")
     for name, t in result["targets"].items():
         print(f"  {'PASS' if t['pass'] else 'FAIL'}  {name:22s} {t['value']}  ({t['target']})")
     print_processes("\nserve processes after the runs:", result["server_processes_after_load"])
+    print(f"  worker VmRSS before the table-size phase: "
+          f"{result.get('worker_rss_mib_before_size_phase')} MiB")
     scan = result["server_log"]
     print(f"\nserver log: {scan['lines']} lines, {scan['error_lines']} ERROR, "
           f"{scan['warning_lines']} WARNING, {scan['tracebacks']} tracebacks, "
@@ -844,6 +1038,11 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
         print("  top inclusive:")
         for name, pct in p["top_inclusive"][:15]:
             print(f"  {pct:5.1f}%  {name}")
+        print("  by package: " + ", ".join(f"{n} {pct}%" for n, pct in p["by_package"][:12])
+              + f"; aiosqlite threads seen running: {p['aiosqlite_threads_seen']} "
+              + f"(Thread-N ranges per worker: {list(p['aiosqlite_thread_numbers'].values())})"
+              + (f"; samples waiting {p['samples_waiting']}, in SQLite's busy-handler sleep "
+                 f"{p['samples_sqlite_busy_handler_sleep']}" if p["native"] else ""))
     print()
 
 
