@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text, func, literal
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, string_enum, utcnow
@@ -48,3 +48,11 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Counts assignments, so each one gets its own email dedupe key assign:{task}:{user}:{n}.
     assign_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# NULL deadlines sort after every real one (ascending): one expression for lists and emails.
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def deadline_nulls_last() -> ColumnElement[datetime]:
+    return func.coalesce(Task.deadline, literal(FAR_FUTURE, UTCDateTime()))

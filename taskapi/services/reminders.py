@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import exists, func, literal, select
+from sqlalchemy import exists, select
 
 from settings import Settings
 
 from .. import mail
 from ..db import Database
-from ..models import EmailOutbox, Role, Task, TaskStatus, User, UTCDateTime, utcnow
+from ..models import EmailOutbox, Role, Task, TaskStatus, User, utcnow
+from ..models.task import deadline_nulls_last
 from .outbox import deliver, email_row, insert_ignore
 
 log = logging.getLogger("taskapi.reminders")
 BATCH = 500
-_FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def _zone(name: str | None, default: ZoneInfo) -> ZoneInfo:
@@ -95,12 +95,11 @@ async def _create(db: Database, settings: Settings, due: dict[int, tuple[str, da
         todo = {uid: item for uid, item in due.items() if item[0] not in existing}
         if not todo:
             return 0
-        far = literal(_FAR_FUTURE, UTCDateTime())
         tasks: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for task in await session.execute(
             select(Task.assigned_user_id, Task.title, Task.status, Task.deadline)
             .where(Task.assigned_user_id.in_(list(todo)), Task.status != TaskStatus.COMPLETED)
-            .order_by(Task.assigned_user_id, func.coalesce(Task.deadline, far), Task.id)
+            .order_by(Task.assigned_user_id, deadline_nulls_last(), Task.id)
         ):
             tasks[task.assigned_user_id].append(_task_line(task, now))
         rows = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -24,6 +24,7 @@ from ..cache import (
 from ..context import AppContext
 from ..exceptions import APIError, not_found
 from ..models import Role, Task, TaskStatus, User, UTCDateTime, utcnow
+from ..models.task import FAR_FUTURE, deadline_nulls_last
 from ..pagination import Page, decode_cursor, encode_cursor
 from ..schemas.tasks import (
     TaskAssign,
@@ -37,8 +38,6 @@ from . import notifications
 from .authstate import Actor
 from .authz import STAFF, require
 
-# NULL deadlines sort after every real one (ascending) with the same keyset logic.
-_FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 _STATUS_RANK = case(
     {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1, TaskStatus.COMPLETED.value: 2},
     value=Task.status, else_=3,
@@ -150,8 +149,7 @@ def _sort(sort: str) -> tuple[list[Any], bool]:
     if sort in ("created_at", "-created_at"):
         return [Task.created_at], sort.startswith("-")
     if sort in ("deadline", "-deadline"):
-        far = literal(_FAR_FUTURE, UTCDateTime())
-        return [func.coalesce(Task.deadline, far)], sort.startswith("-")
+        return [deadline_nulls_last()], sort.startswith("-")
     return [_STATUS_RANK], False
 
 
@@ -159,7 +157,7 @@ def _cursor_values(task: Task, sort: str) -> list[Any]:
     if sort.endswith("created_at"):
         return [task.created_at.isoformat(), task.id]
     if sort.endswith("deadline"):
-        return [(task.deadline or _FAR_FUTURE).isoformat(), task.id]
+        return [(task.deadline or FAR_FUTURE).isoformat(), task.id]
     return [_rank(task.status), task.id]
 
 
