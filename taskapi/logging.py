@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_for(incoming: str) -> str:
+    """The client's X-Request-ID when it is a sane token, else a new one."""
+    return incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
 
 
 class _RequestIdFilter(logging.Filter):

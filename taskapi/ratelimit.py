@@ -86,7 +86,7 @@ return {count, user, session, version, entry}
 
 
 @dataclass(slots=True)
-class FirstTrip:
+class TripResult:
     count: int
     user: bytes | None
     session: bytes | None
@@ -99,11 +99,11 @@ class RequestGate:
         self._script = redis.register_script(_REQUEST_LUA)
 
     async def __call__(self, win: Window, auth_keys: tuple[str, str] | None,
-                       spec: CacheSpec | None) -> FirstTrip:
+                       spec: CacheSpec | None) -> TripResult:
         """Raises RedisError/OSError when Redis cannot answer (callers fail open)."""
         keys = [win.key, *(auth_keys or ()), *(spec.versions if spec else ())]
         args = [win.period + 1, 2 if auth_keys else 0, spec.key if spec else ""]
         count, user, session, version, entry = await self._script(keys=keys, args=args)
         if isinstance(version, bytes):
             version = version.decode()
-        return FirstTrip(int(count), user, session, version or None, entry)
+        return TripResult(int(count), user, session, version or None, entry)

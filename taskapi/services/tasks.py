@@ -265,6 +265,11 @@ async def get_task_cached(session: AsyncSession, ctx: AppContext, actor: Actor, 
                         assignee=str(task.assigned_user_id or ""))
 
     entry = await cached(ctx.cache, task_spec(task_id), build, prefetched)
-    if actor.role not in STAFF and entry.meta.get("assignee") != str(actor.id):
+    if not may_see_entry(actor, entry):
         raise not_found("task")  # someone else's task: not found, not forbidden
     return entry
+
+
+def may_see_entry(actor: Actor, entry: Entry) -> bool:
+    """Whether `actor` may be given this cached task (entries are shared between callers)."""
+    return actor.role in STAFF or entry.meta.get("assignee") == str(actor.id)
