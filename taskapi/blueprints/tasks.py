@@ -102,7 +102,7 @@ async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
 @validate_response(TaskOut)
 async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
     """Set the status (assignee, managers, admins); nothing else can change here."""
-    return await tasks.set_status(db_session(), runtime(), actor(), task_id, data)
+    return await tasks.set_status(db_session(write=False), runtime(), actor(), task_id, data)
 
 
 @bp.put("/task/<int:task_id>/assign")

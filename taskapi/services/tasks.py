@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..cache import (
@@ -104,13 +104,20 @@ async def update_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
 
 async def set_status(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
                      data: TaskStatusUpdate) -> TaskOut:
-    """The assignee, managers and admins; only the status (and completed_at) changes."""
-    task = await _get(session, actor, task_id)
+    """The assignee, managers and admins; only the status (and completed_at) changes.
+
+    One conditional UPDATE (see Database.write_once), then the task is read back: a task the
+    caller may not see is changed by nothing and answers 404 like any other route."""
     status = TaskStatus(data.status)
-    if task.status != status:
-        task.status = status
-        task.completed_at = utcnow() if status == TaskStatus.COMPLETED else None
-        await session.commit()
+    visible = [] if actor.role in STAFF else [Task.assigned_user_id == actor.id]
+    changed = await ctx.db.write_once(
+        update(Task)
+        .where(Task.id == task_id, Task.status != status, *visible)
+        .values(status=status, updated_at=utcnow(),
+                completed_at=utcnow() if status == TaskStatus.COMPLETED else None)
+    )
+    task = await _get(session, actor, task_id)
+    if changed:
         await _after_write(ctx, task.id, task.assigned_user_id)
     return TaskOut.model_validate(task)
 
