@@ -163,7 +163,7 @@ async def identify_and_limit() -> None:
         if claims is not None and request.method == "GET":
             declared: Prefetch | None = getattr(
                 current_app.view_functions.get(request.endpoint or ""), PREFETCH_ATTRIBUTE, None)
-            if declared is not None:
+            if declared is not None and state.cache.enabled:
                 spec = declared.spec_for(claims.user_id, request.view_args or {},
                                          canonical(query_pairs(request.query_string)))
         try:

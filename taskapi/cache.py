@@ -99,9 +99,12 @@ class ResponseCache:
     def __init__(self, redis: Redis, ttl: int = DEFAULT_TTL) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.enabled = ttl > 0  # TASKAPI_CACHE_TTL=0: every read goes to the database
         self._lookup = redis.register_script(_LOOKUP)
 
     async def get(self, key: str, versions: list[str]) -> Lookup:
+        if not self.enabled:
+            return Lookup(key, None, None)
         try:
             version, raw = await self._lookup(keys=versions, args=[key])
         except (RedisError, OSError) as error:
@@ -118,7 +121,7 @@ class ResponseCache:
             return
         try:
             await self.redis.set(f"{lookup.key}@{lookup.version}", _encode(entry),
-                                 ex=ttl or self.ttl)
+                                 ex=min(ttl or self.ttl, self.ttl))
         except (RedisError, OSError) as error:
             CACHE_OUTAGE.failed(error)
 

@@ -110,10 +110,11 @@ class Database:
         call: the write lock is held for the microseconds the statement runs in the driver
         thread, not across the awaits of a BEGIN … COMMIT, each of which waits its turn on an
         event loop busy with other requests (under load that held the lock for tens of ms per
-        write and queued every writer of both processes behind it).
+        write and queued every writer of both processes behind it). Holding no lock between
+        awaits, these statements need not queue for the single write connection either: they
+        use the main pool, and meet other writers only inside SQLite's busy handler.
         """
-        engine = self.write_engine or self.engine
-        async with engine.connect() as conn:
+        async with self.engine.connect() as conn:
             single = await conn.execution_options(**{_NO_BEGIN: True})
             result = await single.execute(statement)
             await single.commit()

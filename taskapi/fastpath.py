@@ -84,6 +84,8 @@ class CachedReads:
 
     async def _try(self, scope: dict[str, Any], send: Callable[..., Awaitable[Any]]) -> bool:
         """True when the response was sent from the cache."""
+        if not self.state.cache.enabled:
+            return False
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             if name in headers:  # a repeated header: let Quart interpret it

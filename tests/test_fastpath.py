@@ -117,3 +117,15 @@ async def test_a_role_change_applies_to_the_next_hit(client, app, seeded, make_u
     assert response.status_code == 200, await response.get_data()
     assert (await client.get("/stats", headers=manager.headers)).status_code == 403
     assert _layer(app).served == served
+
+
+async def test_cache_ttl_zero_reads_the_database_every_time(make_settings, make_user, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(make_settings(cache_ttl=0))
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        employee = await make_user("employee")
+        for _ in range(3):
+            response = await client.get("/tasks/mine", headers=employee.headers)
+            assert response.status_code == 200 and "ETag" in response.headers
+        assert _layer(app).served == 0
+    assert not [key for key in redis_sync.scan_iter("c:*")]  # nothing stored
