@@ -69,8 +69,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # The longest a cached response lives (it bounds a missed invalidation); 0: no cache.
     cache_ttl: int = Field(60, ge=0)
+    metrics_allow: Annotated[list[str], NoDecode] = ["127.0.0.1/32", "::1/128"]
+    metrics_token: SecretStr | None = None
 
-    _split = field_validator("cors_origins", "trusted_proxies", mode="before")(_split_commas)
+    _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
+                             mode="before")(_split_commas)
 
     @field_validator("timezone")
     @classmethod
@@ -87,7 +90,7 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allow")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for item in value:
@@ -97,6 +100,16 @@ class Settings(BaseSettings):
     @cached_property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+    @cached_property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.metrics_allow)
+
+    @property
+    def metrics_bearer(self) -> str | None:
+        """The /metrics token; an empty value counts as unset (never matches "")."""
+        token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+        return token or None
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from quart import Quart, Response, g, request
@@ -14,7 +15,7 @@ from werkzeug.routing import Rule
 
 from settings import Settings, load_settings
 
-from . import __version__
+from . import __version__, metrics
 from .auth import identify_and_limit
 from .blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
 from .cache import digest
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 def _install_request_hooks(app: Quart) -> None:
     @app.before_request
     async def _start() -> None:
+        g.started = time.perf_counter()
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         request_id_var.set(g.request_id)
         if request.method in _BODY_METHODS:
@@ -124,6 +126,10 @@ def _install_request_hooks(app: Quart) -> None:
             if request.if_none_match.contains_weak(etag):
                 response.status_code = 304
                 response.set_data(b"")
+        started = g.get("started")
+        if started is not None:
+            metrics.observe_request(request.endpoint, request.method, response.status_code,
+                                    time.perf_counter() - started)
         return response
 
     @app.teardown_request
@@ -139,6 +145,7 @@ def _install_lifecycle(app: Quart) -> None:
             resolve_redis_url, state.settings.redis_url, state.settings.data_dir
         )
         state.connect(url)
+        metrics.worker_started()
 
     @app.after_serving
     async def _shutdown() -> None:

@@ -6,6 +6,7 @@ read; JWT verification is CPU only. See services/authstate.py for the cache rule
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,9 +33,11 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 ROLES_ATTRIBUTE = "_taskapi_roles"
 PREFETCH_ATTRIBUTE = "_taskapi_prefetch"
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-# Probes and docs are neither authenticated nor rate limited.
+# Probes, docs and metrics are neither authenticated by JWT nor rate limited (metrics has
+# its own gate, may_scrape).
 UNLIMITED_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "docs.docs_page",
-                                 "docs.docs_init", "docs.static", "openapi"})
+                                 "docs.docs_init", "docs.static", "openapi",
+                                 "metrics.metrics"})
 
 
 @dataclass(slots=True)
@@ -73,7 +76,21 @@ def _trusted(address: str, networks: tuple[Any, ...]) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in network for network in networks)
+    # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return any(ip in network or (mapped is not None and mapped in network)
+               for network in networks)
+
+
+def may_scrape() -> bool:
+    """/metrics: the client address is in METRICS_ALLOW, or the request carries the metrics
+    token (compared in constant time)."""
+    settings = runtime().settings
+    expected, token = settings.metrics_bearer, _bearer()
+    if expected is not None and token is not None and hmac.compare_digest(
+            token.encode(), expected.encode()):
+        return True
+    return _trusted(client_ip(), settings.metrics_networks)
 
 
 def _bearer() -> str | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .metrics import count_cache
 from .outage import Outage
 
 log = logging.getLogger("taskapi.cache")
@@ -149,6 +150,7 @@ async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awai
     lookup = prefetched if prefetched is not None and prefetched.key == spec.key else None
     if lookup is None:
         lookup = await cache.get(spec.key, spec.versions)
+    count_cache(spec.key, hit=lookup.entry is not None)
     if lookup.entry is not None:
         return lookup.entry
     entry = await build()

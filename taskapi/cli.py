@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,21 +42,29 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--host", help="Listen address  [default: 127.0.0.1, or the config file's bind]")
+@click.option("--port", type=int, help="Listen port  [default: 5000, or the config file's bind]")
+@click.option("--workers", type=click.IntRange(1, 64), envvar="WEB_CONCURRENCY",
+              help="Worker processes (env WEB_CONCURRENCY)  [default: 1, or the config file's]")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A hypercorn TOML file (e.g. hypercorn.toml): bind, workers, timeouts, "
+                   "access log format.")
 @click.option("--with-worker/--no-worker", "with_worker", default=None,
               help="Run the ARQ worker in this process (default: when Redis is embedded).")
-def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
-    """Serve the API with hypercorn (uvloop workers)."""
-    from hypercorn.config import Config
-
+def serve(host: str | None, port: int | None, workers: int | None, config_path: Path | None,
+          with_worker: bool | None) -> None:
+    """Serve the API with hypercorn (uvloop workers) under a supervisor that drains them all."""
     from .logging import configure_logging
     from .migrate import upgrade
-    from .server import run
+    from .server import ServeConfigError, build_config, metrics_dir_for, run
     from .worker_runner import InProcessWorker
 
     settings = _settings()
+    try:
+        config = build_config(config_path, host=host, port=port, workers=workers)
+    except ServeConfigError as exc:
+        click.echo(f"taskapi: configuration error: {exc}", err=True)
+        sys.exit(2)
     configure_logging(settings.log_level, settings.log_format)
     if settings.env == "development":
         upgrade(settings.sqlalchemy_url)
@@ -68,22 +76,9 @@ def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
         worker = InProcessWorker(settings, redis_url)
         worker.start()
 
-    config = Config()
-    config.application_path = "asgi:app"
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.workers = workers
-    config.worker_class = "uvloop"
-    # Logger objects (picklable by name): hypercorn's lines go through our handlers and
-    # formats (JSON included) instead of its own.
-    config.accesslog = logging.getLogger("hypercorn.access")
-    config.access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s'
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 30
-    config.include_server_header = False
-    config.keep_alive_timeout = 75
     exit_code = 0
     try:
-        exit_code = run(config)
+        exit_code = run(config, metrics_dir_for(settings.data_dir, config))
     finally:
         if worker is not None:
             worker.stop()

@@ -110,6 +110,20 @@ async def test_nginx_limits_body_size_with_a_problem(nginx_front, tmp_path: Path
         assert response.headers["Content-Type"].startswith("application/problem+json")
 
 
+async def test_nginx_does_not_expose_metrics(nginx_front, tmp_path: Path, database_url: str, redis_url: str, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    """nginx on loopback, no TRUSTED_PROXIES: the app sees every client as 127.0.0.1, an
+    allowed scraper, so it is nginx that must refuse."""
+    front, upstream = nginx_front
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url, TASKAPI_REDIS_URL=redis_url)
+    with serve(env, port=upstream):
+        assert httpx.get(f"http://127.0.0.1:{upstream}/metrics").status_code == 200
+        for path in ("/metrics", "//metrics", "/%6detrics", "/metrics?x=1", "/./metrics"):
+            response = httpx.get(front + path)
+            assert response.status_code == 404, path
+            assert response.headers["Content-Type"].startswith("application/problem+json")
+            assert "taskapi_http" not in response.text
+
+
 async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
     """Logins are slow on purpose (argon2 in a thread pool): 50 at once take a while."""
     user = await make_user("employee")

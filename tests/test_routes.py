@@ -23,7 +23,7 @@ async def test_every_route_is_public_by_decision_or_role_gated(app) -> None:  # 
 
 async def test_every_api_route_is_mirrored_under_api_v1(app) -> None:  # type: ignore[no-untyped-def]
     rules = {(r.rule, tuple(sorted(r.methods or ()))) for r in app.url_map.iter_rules()}
-    root_only = {"/healthz", "/readyz", "/docs", "/docs/init.js", "/openapi.json",
+    root_only = {"/healthz", "/readyz", "/docs", "/docs/init.js", "/openapi.json", "/metrics",
                  "/docs/static/<path:filename>", "/static/<path:filename>"}
     missing = [rule for rule, methods in rules
                if not rule.startswith(API_PREFIX) and rule not in root_only

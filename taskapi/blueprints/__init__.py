@@ -2,9 +2,9 @@
 
 from quart import Blueprint
 
-from . import auth, docs, health, reports, stats, tasks, users
+from . import auth, docs, health, metrics, reports, stats, tasks, users
 
 # Served at the root only.
-ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp]
+ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp]
 # Served at the root and mirrored under /api/v1.
 API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, stats.bp, reports.bp]
