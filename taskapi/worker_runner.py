@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -60,11 +61,12 @@ class InProcessWorker:
         self._ready.wait(10)
         log.info("ARQ worker running in-process")
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 35.0) -> None:
+        """Like SIGTERM to `taskapi worker`: no new jobs, running ones get the settings'
+        job_completion_wait to finish, then are cancelled (and requeued)."""
         worker, loop = self._worker, self._loop
         if worker is None or loop is None or not self._thread.is_alive():
             return
-        task = worker.main_task
-        if task is not None:
-            loop.call_soon_threadsafe(task.cancel)
+        if worker.main_task is not None:
+            loop.call_soon_threadsafe(worker.handle_sig_wait_for_completion, signal.SIGTERM)
         self._thread.join(timeout)

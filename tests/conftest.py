@@ -8,6 +8,7 @@ redis-server started once for the session (TASKAPI_TEST_REDIS_URL=embedded force
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -219,18 +220,27 @@ class SMTPSink:
         return "250 OK"
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[tuple[SMTPSink, int]]:
+@contextlib.contextmanager
+def smtp_server(handler: SMTPSink) -> Iterator[int]:
+    """aiosmtpd with `handler` on a free loopback port; yields the port."""
     from aiosmtpd.controller import Controller
 
-    sink = SMTPSink()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
-    yield sink, port
-    controller.stop()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[tuple[SMTPSink, int]]:
+    sink = SMTPSink()
+    with smtp_server(sink) as port:
+        yield sink, port
 
 
 async def run_worker_burst(settings: Settings, redis_url: str) -> Any:

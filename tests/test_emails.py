@@ -219,9 +219,11 @@ async def test_stale_claim_of_a_dead_worker_is_sent_by_the_next_run(smtp_setting
     for user in users:
         await _add_task(db, "chore", user.id)
     now = datetime.now(UTC)
-    # A worker that recorded the reminders, claimed them and died before sending.
-    with mock.patch.object(mail.Mailer, "send", side_effect=asyncio.CancelledError):
-        with pytest.raises(asyncio.CancelledError):
+    # A worker that recorded the reminders, claimed them and died (killed, not cancelled:
+    # a cancel releases the claims, tests/test_worker_shutdown.py) before writing outcomes.
+    with mock.patch.object(mail.Mailer, "send", side_effect=OSError("connection reset")), \
+            mock.patch.object(outbox, "_record", side_effect=RuntimeError("killed")):
+        with pytest.raises(RuntimeError, match="killed"):
             await reminders.send_daily_reminders(db, smtp_settings, force=True, now=now)
     assert sink.messages == []
     soon = await reminders.send_daily_reminders(db, smtp_settings, force=True, now=now)

@@ -108,8 +108,9 @@ class Mailer:
                 if not client.is_connected:
                     await client.connect()
                 await client.send_message(message)
-            except Exception:
-                # A broken connection is dropped; the next send opens a fresh one.
+            except BaseException:
+                # A broken or interrupted (cancelled mid-transaction) connection is dropped;
+                # the next send opens a fresh one.
                 self._open.remove(client)
                 with contextlib.suppress(Exception):
                     client.close()

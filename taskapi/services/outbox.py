@@ -120,21 +120,37 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
     if not rows:
         return Counter()
 
-    async def send(row: EmailOutbox) -> str | None:
+    results: dict[int, str | None] = {}  # row id -> None (sent) or the error
+
+    async def send(row: EmailOutbox) -> None:
         message = mail.build_message(settings, to=row.to_address, subject=row.subject,
                                      text=row.body_text, html=row.body_html,
                                      message_id=row.message_id)
         try:
             await mailer.send(message)
         except Exception as error:  # any SMTP/network failure: retried with backoff
-            return f"{type(error).__name__}: {error}"[:1000]
-        return None
+            results[row.id] = f"{type(error).__name__}: {error}"[:1000]
+        else:
+            results[row.id] = None
 
-    errors = await asyncio.gather(*(send(row) for row in rows))
+    try:
+        await asyncio.gather(*(send(row) for row in rows))
+    finally:
+        # Also when cancelled (a stopping worker past its grace period): mark what the server
+        # accepted, so no rerun sends it again, and release the rest now rather than leaving
+        # it claimed until STALE_CLAIM. Shielded: a second cancel must not cut the UPDATE.
+        outcome = await asyncio.shield(_record(db, token, rows, results, now))
+    return outcome
+
+
+async def _record(db: Database, token: str, rows: Sequence[EmailOutbox],
+                  results: dict[int, str | None], now: datetime) -> Counter[str]:
+    """Write each claimed row's outcome: sent, retry later, failed for good, or (no result:
+    interrupted before the server answered) pending again, the attempt not counted."""
     outcome: Counter[str] = Counter()
     sent_at = utcnow()
     async with db.transaction(write=True) as session:
-        sent = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
+        sent = [row.id for row in rows if row.id in results and results[row.id] is None]
         if sent:
             await session.execute(
                 update(EmailOutbox).where(EmailOutbox.id.in_(sent),
@@ -143,7 +159,17 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
                         last_error=None)
                 .execution_options(synchronize_session=False))
             outcome["sent"] = len(sent)
-        for row, error in zip(rows, errors, strict=True):
+        interrupted = [row.id for row in rows if row.id not in results]
+        if interrupted:
+            await session.execute(
+                update(EmailOutbox).where(EmailOutbox.id.in_(interrupted),
+                                          EmailOutbox.claim_token == token)
+                .values(status=EmailStatus.PENDING, attempts=EmailOutbox.attempts - 1,
+                        next_attempt_at=now, claim_token=None)
+                .execution_options(synchronize_session=False))
+            outcome["interrupted"] = len(interrupted)
+        for row in rows:
+            error = results.get(row.id)
             if error is None:
                 continue
             final = row.attempts >= MAX_ATTEMPTS
@@ -157,17 +183,18 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
                         next_attempt_at=now + backoff(row.attempts), claim_token=None,
                         last_error=error)
                 .execution_options(synchronize_session=False))
-        await _settle_reports(session, rows, errors)
+        await _settle_reports(session, rows, results)
     return outcome
 
 
 async def _settle_reports(session: AsyncSession, rows: Sequence[EmailOutbox],
-                          errors: Sequence[str | None]) -> None:
+                          results: dict[int, str | None]) -> None:
     """A report is complete when its email is sent, failed when the email gave up."""
-    for row, error in zip(rows, errors, strict=True):
-        if row.kind != "report":
+    for row in rows:
+        if row.kind != "report" or row.id not in results:
             continue
         report_id = row.dedupe_key.removeprefix("report:")
+        error = results[row.id]
         if error is None:
             status = ReportStatus.COMPLETE
         elif row.attempts >= MAX_ATTEMPTS:
