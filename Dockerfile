@@ -63,6 +63,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
 
-# hypercorn.toml cannot read the environment, so the worker count comes in on the command line.
-# `exec` makes hypercorn PID 1, so it gets docker's SIGTERM and shuts down gracefully.
-CMD ["sh", "-c", "exec hypercorn --config hypercorn.toml --workers \"${TASKAPI_WEB_CONCURRENCY:-${WEB_CONCURRENCY:-2}}\" asgi:app"]
+# taskapi's own supervisor runs the hypercorn workers with hypercorn.toml's settings (bind,
+# timeouts, access log format) and WEB_CONCURRENCY workers; on docker's SIGTERM it drains every
+# worker's in-flight requests (hypercorn's own runner resets those of the slower workers) and
+# serves /metrics summed over all of them. Exec form: taskapi is PID 1 and gets the signal.
+CMD ["taskapi", "serve", "--config", "hypercorn.toml", "--no-worker"]

