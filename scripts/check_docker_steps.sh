@@ -300,7 +300,7 @@ print("taskapi serve --config hypercorn.toml:", {k: data[k] for k in ("bind", "w
     if [ "$ok" = 1 ]; then
         pass "image: CMD serves, HEALTHCHECK (/healthz) passes"
         run "image: /metrics from loopback: 2 workers, requests counted" "$PYTHON" - "$port" <<'PY'
-import sys, urllib.request, urllib.error
+import sys, time, urllib.request, urllib.error
 base = f"http://127.0.0.1:{sys.argv[1]}"
 for path in ("/readyz", "/healthz"):
     req = urllib.request.Request(base + path, headers={"X-Request-ID": "check-123"})
@@ -309,7 +309,11 @@ for path in ("/readyz", "/healthz"):
     except urllib.error.HTTPError as r_:
         r = r_
     print(f"GET {path} -> {r.status}, X-Request-ID={r.headers.get('X-Request-ID')}, body={r.read()[:200]!r}")
-text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+for _ in range(60):  # healthy = one worker up; the second may still be starting
+    text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+    if "taskapi_http_workers 2.0" in text:
+        break
+    time.sleep(0.5)
 lines = [l for l in text.splitlines() if l.startswith(("taskapi_http_workers", "taskapi_http_requests_total", "taskapi_jobs_queued", "taskapi_email_outbox"))]
 print("\n".join(lines[:12]))
 assert "taskapi_http_workers 2.0" in text, "expected 2 live workers"

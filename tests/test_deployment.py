@@ -183,8 +183,10 @@ async def test_serve_reads_hypercorn_toml_and_web_concurrency(tmp_path: Path, da
     with serve(env, "--config", str(REPO / "hypercorn.toml"), "--no-worker", port=port,
                stop=False) as (base, process):
         httpx.get(f"{base}/healthz", headers={"X-Forwarded-For": "198.51.100.1"})
-        metrics = httpx.get(f"{base}/metrics").text
-        assert "taskapi_http_workers 3.0" in metrics
+        deadline = time.monotonic() + 30  # ready = one worker up; the others may still start
+        while "taskapi_http_workers 3.0" not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "3 workers never came up"
+            time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 40) == 0
     log = (tmp_path / f"serve-{port}.log").read_text()
