@@ -23,7 +23,7 @@ from .context import AppContext
 from .db import Database
 from .embedded_redis import resolve_redis_url
 from .errors import register_error_handlers
-from .fastpath import CachedReads
+from .fastpath import STARTED_KEY, CachedReads
 from .logging import configure_logging, request_id_for, request_id_var
 from .runtime import EXTENSION_KEY, close_db_session
 
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 def _install_request_hooks(app: Quart) -> None:
     @app.before_request
     async def _start() -> None:
-        g.started = time.perf_counter()
+        g.started = request.scope.get(STARTED_KEY) or time.perf_counter()
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         request_id_var.set(g.request_id)
         if request.method in _BODY_METHODS:

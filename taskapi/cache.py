@@ -150,7 +150,8 @@ async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awai
     lookup = prefetched if prefetched is not None and prefetched.key == spec.key else None
     if lookup is None:
         lookup = await cache.get(spec.key, spec.versions)
-    count_cache(spec.key, hit=lookup.entry is not None)
+    if cache.enabled:
+        count_cache(spec.key, hit=lookup.entry is not None)
     if lookup.entry is not None:
         return lookup.entry
     entry = await build()

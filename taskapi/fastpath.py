@@ -16,6 +16,7 @@ services/authstate.py, query parsing from querystring.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_etags
 from werkzeug.routing import MapAdapter, RequestRedirect
 
-from . import ratelimit, tokens
+from . import metrics, ratelimit, tokens
 from .auth import (
     FIRST_TRIP_KEY,
     PREFETCH_ATTRIBUTE,
@@ -46,6 +47,8 @@ from .services.authstate import actor_from_state
 _FIXED = [*((k.lower().encode(), v.encode()) for k, v in PRIVATE.items()),
           (b"x-content-type-options", b"nosniff")]
 _JSON = (b"content-type", b"application/json")
+# When this layer passed a request on, the time it first saw it (Quart's latency includes it).
+STARTED_KEY = "taskapi.started"
 
 
 class CachedReads:
@@ -58,16 +61,18 @@ class CachedReads:
         self.cors = bool(state.settings.cors_origins)
         self.served = 0  # responses sent from here (tests, metrics)
         self._adapter: MapAdapter | None = None
-        self._routes: dict[str, tuple[Prefetch, tuple[Role, ...]] | None] = {}
+        self._routes: dict[str, tuple[str, Prefetch, tuple[Role, ...]] | None] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[Any]]) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            scope[STARTED_KEY] = time.perf_counter()
             if await self._try(scope, send):
                 return
         await self.inner(scope, receive, send)
 
-    def _route(self, path: str) -> tuple[Prefetch, tuple[Role, ...], Mapping[str, Any]] | None:
+    def _route(self, path: str
+               ) -> tuple[str, Prefetch, tuple[Role, ...], Mapping[str, Any]] | None:
         if self._adapter is None:
             self._adapter = self.app.url_map.bind("localhost")
         try:
@@ -78,7 +83,7 @@ class CachedReads:
             view = self.app.view_functions.get(endpoint)
             declared = getattr(view, PREFETCH_ATTRIBUTE, None)
             roles = getattr(view, ROLES_ATTRIBUTE, None)
-            self._routes[endpoint] = (declared, roles) if declared and roles else None
+            self._routes[endpoint] = (endpoint, declared, roles) if declared and roles else None
         route = self._routes[endpoint]
         return None if route is None else (*route, args)
 
@@ -98,7 +103,7 @@ class CachedReads:
         route = self._route(scope["path"])
         if route is None:
             return False
-        declared, roles, args = route
+        endpoint, declared, roles, args = route
         state = self.state
         try:
             claims = tokens.decode(state.signing_key, authorization[7:].decode().strip(),
@@ -113,23 +118,29 @@ class CachedReads:
             return False  # Quart tries again and reports the outage
         ratelimit.LIMITS_OUTAGE.ok()
         scope[FIRST_TRIP_KEY] = trip
-        return await self._answer(trip, declared, roles, scope, headers, pairs, send)
+        status = await self._answer(trip, declared, roles, scope, headers, pairs, send)
+        if status:
+            metrics.count_cache(spec.key, hit=True)
+            metrics.observe_request(endpoint, "GET", status,
+                                    time.perf_counter() - scope[STARTED_KEY])
+        return bool(status)
 
     async def _answer(self, trip: FirstTrip, declared: Prefetch, roles: tuple[Role, ...],
                       scope: dict[str, Any], headers: dict[bytes, bytes],
-                      pairs: list[tuple[str, str]], send: Callable[..., Awaitable[Any]]) -> bool:
+                      pairs: list[tuple[str, str]], send: Callable[..., Awaitable[Any]]) -> int:
+        """The status sent (200 or 304), or 0 when Quart must answer."""
         result = trip.result
         if (result.count > trip.win.limit or result.user is None or result.session is None
                 or result.entry is None or trip.claims is None):
-            return False
+            return 0
         try:
             actor = actor_from_state(trip.claims, result.user.decode(), result.session.decode())
         except APIError:
-            return False
+            return 0
         entry = decode_entry(result.entry)
         if entry is None or actor.role not in roles or (
                 declared.serve_if is not None and not declared.serve_if(actor, entry)):
-            return False
+            return 0
 
         request_id = request_id_for(headers.get(b"x-request-id", b"").decode("latin-1"))
         out = [(b"etag", entry.etag.encode()), *_FIXED, (b"x-request-id", request_id.encode())]
@@ -144,10 +155,10 @@ class CachedReads:
             await send({"type": "http.response.start", "status": 304, "headers": out})
             await send({"type": "http.response.body", "body": b""})
             self.served += 1
-            return True
+            return 304
         body = entry.body.encode()
         out += [_JSON, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": out})
         await send({"type": "http.response.body", "body": body})
         self.served += 1
-        return True
+        return 200

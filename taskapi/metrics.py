@@ -28,7 +28,8 @@ _LABELS = ("endpoint", "method", "status")
 
 REQUESTS = Counter("taskapi_http_requests", "HTTP requests answered.", _LABELS)
 LATENCY = Histogram("taskapi_http_request_duration_seconds",
-                    "Time from the first request hook to the response, seconds.", _LABELS)
+                    "Time from the app first seeing the request to the response, seconds.",
+                    _LABELS)
 CACHE = Counter("taskapi_cache_lookups", "Response cache lookups (a miss includes Redis down).",
                 ("cache", "result"))
 WORKERS = Gauge("taskapi_http_workers", "Serving processes alive.", multiprocess_mode="livesum")

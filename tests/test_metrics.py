@@ -44,8 +44,15 @@ async def test_requests_and_cache_are_counted_by_endpoint(make_settings, redis_s
     async with app.test_app() as test_app:
         client = test_app.test_client()
         before = await scrape(client)
-        for path in ("/tasks/mine", "/api/v1/tasks/mine"):  # a miss, then a hit
-            assert (await client.get(path, headers=employee.headers)).status_code == 200
+        layer = app.asgi_app  # fastpath.CachedReads: answers cache hits before Quart
+        for path in ("/tasks/mine", "/api/v1/tasks/mine"):  # a miss (Quart), then a hit
+            response = await client.get(path, headers=employee.headers)
+            assert response.status_code == 200
+        assert layer.served == 1  # type: ignore[attr-defined]
+        etag = response.headers["ETag"]
+        revalidated = await client.get("/tasks/mine",
+                                       headers={**employee.headers, "If-None-Match": etag})
+        assert revalidated.status_code == 304 and layer.served == 2  # type: ignore[attr-defined]
         await client.get("/task/999999", headers=employee.headers)
         await client.get("/tasks/mine")  # no token: 401
         await client.get("/no/such/thing/123")
@@ -59,6 +66,7 @@ async def test_requests_and_cache_are_counted_by_endpoint(make_settings, redis_s
     assert delta("taskapi_http_requests_total", **mine, status="200") == 2  # root + /api/v1
     assert delta("taskapi_http_requests_total", **mine, status="401") == 1
     assert delta("taskapi_http_request_duration_seconds_count", **mine, status="200") == 2
+    assert delta("taskapi_http_requests_total", **mine, status="304") == 1
     assert delta("taskapi_http_request_duration_seconds_sum", **mine, status="200") > 0
     assert delta("taskapi_http_requests_total", endpoint="tasks.get_task", method="GET",
                  status="404") == 1
@@ -67,7 +75,7 @@ async def test_requests_and_cache_are_counted_by_endpoint(make_settings, redis_s
     assert delta("taskapi_http_requests_total", endpoint="unmatched", method="OTHER",
                  status="405") == 1
     assert delta("taskapi_cache_lookups_total", cache="mine", result="miss") == 1
-    assert delta("taskapi_cache_lookups_total", cache="mine", result="hit") == 1
+    assert delta("taskapi_cache_lookups_total", cache="mine", result="hit") == 2
     assert delta("taskapi_cache_lookups_total", cache="task", result="miss") == 1
     # Bounded labels: no raw paths, ids or query strings anywhere.
     endpoints = {dict(labels).get("endpoint") for name, labels in after}
