@@ -20,7 +20,7 @@ from .db import Database
 from .embedded_redis import resolve_redis_url
 from .errors import register_error_handlers
 from .fastpath import CachedReads
-from .limits import CONVERTERS, JSONProvider, check_ids
+from .limits import CONVERTERS, check_ids, guard_json, head_error
 from .logging import configure_logging, request_id_for, request_id_var
 from .openapi import API_PREFIX, BODY_METHODS, Provider
 from .runtime import EXTENSION_KEY, close_db_session
@@ -35,7 +35,6 @@ def create_app(settings: Settings | None = None) -> Quart:
     configure_logging(settings.log_level, settings.log_format)
 
     app = Quart("taskapi")
-    app.json = JSONProvider(app)
     app.url_map.converters.update(CONVERTERS)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -60,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Quart:
                                          "bearer_format": "JWT"}},
         openapi_provider_class=Provider,
     )
+    guard_json(app)
     register_error_handlers(app)
 
     for blueprint in ROOT_BLUEPRINTS:
@@ -95,6 +95,9 @@ def _install_request_hooks(app: Quart) -> None:
             # Read the body before anything may answer early (401/403): hypercorn drops a
             # keep-alive connection when a response goes out with the body still unread.
             await request.get_data(cache=True)
+        error = head_error(request.query_string, request.headers.items())
+        if error is not None:
+            raise error
         check_ids(request.view_args)
         await identify_and_limit()
 

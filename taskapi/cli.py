@@ -51,6 +51,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
     """Serve the API with hypercorn (uvloop workers)."""
     from hypercorn.config import Config
 
+    from .limits import HEAD_BYTES
     from .logging import configure_logging
     from .migrate import upgrade
     from .server import run
@@ -80,6 +81,7 @@ def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 30
     config.include_server_header = False
+    config.h11_max_incomplete_size = HEAD_BYTES  # see limits.py: the app explains 414/431
     config.keep_alive_timeout = 75
     exit_code = 0
     try:

@@ -3,13 +3,31 @@ and JSON nested too deeply to parse. Both would otherwise end as a 500."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from quart.json.provider import DefaultJSONProvider
+from quart import Quart
 from werkzeug.routing import BaseConverter, IntegerConverter
 
-from .exceptions import not_found
+from .exceptions import APIError, not_found
 from .schemas.common import MAX_ID
+
+# The request head. hypercorn buffers up to HEAD_BYTES of it (above that it answers a bare
+# 431 itself); below, the app answers oversized parts with a problem it can explain.
+HEAD_BYTES = 128 * 1024
+MAX_QUERY_BYTES = 8 * 1024  # the longest legitimate list query is well under 2 KiB
+MAX_HEADER_BYTES = 16 * 1024
+
+
+def head_error(query_string: bytes, headers: Iterable[tuple[Any, Any]]) -> APIError | None:
+    """414 for an over-long query string, 431 for oversized headers, else None."""
+    if len(query_string) > MAX_QUERY_BYTES:
+        return APIError(414, "uri_too_long",
+                        f"The query string is longer than {MAX_QUERY_BYTES} bytes.")
+    if sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
+        return APIError(431, "headers_too_large",
+                        f"The request headers are larger than {MAX_HEADER_BYTES} bytes.")
+    return None
 
 
 class IdConverter(IntegerConverter):
@@ -36,13 +54,16 @@ class JobIdConverter(BaseConverter):
 CONVERTERS: dict[str, type[BaseConverter]] = {"int": IdConverter, "job": JobIdConverter}
 
 
-class JSONProvider(DefaultJSONProvider):
-    sort_keys = False  # fields in model order
+def guard_json(app: Quart) -> None:
+    """Wrap the app's JSON provider (quart-schema's, pydantic-aware) so that JSON nested too
+    deeply is a ValueError like any malformed JSON (a 400), not a RecursionError (a 500)."""
 
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        # json.loads raises RecursionError on deeply nested input (e.g. 100k "["), which is
-        # not a ValueError: callers that turn ValueError into a 400 would see a 500.
-        try:
-            return super().loads(s, **kwargs)
-        except RecursionError:
-            raise ValueError("JSON nested too deeply") from None
+    class Guarded(type(app.json)):  # type: ignore[misc]
+        def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+            try:
+                return super().loads(s, **kwargs)
+            except RecursionError:
+                raise ValueError("JSON nested too deeply") from None
+
+    app.json = Guarded(app)
+    app.json.sort_keys = False  # fields in model order

@@ -135,7 +135,7 @@ class Provider(OpenAPIProvider):
 
     def _error_statuses(self, rule: Rule, func: Any, method: str,
                         operation: dict[str, Any]) -> set[int]:
-        statuses = set(getattr(func, PROBLEMS_ATTRIBUTE, ()))
+        statuses = {414, 431, *getattr(func, PROBLEMS_ATTRIBUTE, ())}  # every request head
         if rule.endpoint not in UNLIMITED_ENDPOINTS:
             statuses.add(429)
         roles = getattr(func, ROLES_ATTRIBUTE, None)
