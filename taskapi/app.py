@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 from quart import Quart, Response, g, request
 from quart_cors import cors
 from quart_schema import QuartSchema
-from quart_schema.openapi import OpenAPIProvider
-from werkzeug.routing import Rule
 
 from settings import Settings, load_settings
 
@@ -24,24 +21,13 @@ from .db import Database
 from .embedded_redis import resolve_redis_url
 from .errors import register_error_handlers
 from .fastpath import STARTED_KEY, CachedReads
+from .limits import CONVERTERS, check_ids, guard_json, head_error
 from .logging import configure_logging, request_id_for, request_id_var
+from .openapi import API_PREFIX, BODY_METHODS, Provider
 from .runtime import EXTENSION_KEY, close_db_session
 
 log = logging.getLogger("taskapi")
 
-API_PREFIX = "/api/v1"
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class _Provider(OpenAPIProvider):
-    """Documents each operation once: the /api/v1 mirror is hidden from the spec."""
-
-    def generate_rules(self) -> Iterable[Rule]:
-        for rule in super().generate_rules():
-            if (rule.rule.startswith(API_PREFIX) or rule.endpoint.endswith(".static")
-                    or rule.endpoint.endswith("_alias")):
-                continue
-            yield rule
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -50,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     configure_logging(settings.log_level, settings.log_format)
 
     app = Quart("taskapi")
+    app.url_map.converters.update(CONVERTERS)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
@@ -71,9 +58,9 @@ def create_app(settings: Settings | None = None) -> Quart:
                              f"`{API_PREFIX}`."},
         security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer",
                                          "bearer_format": "JWT"}},
-        openapi_provider_class=_Provider,
+        openapi_provider_class=Provider,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # fields in model order
+    guard_json(app)
     register_error_handlers(app)
 
     for blueprint in ROOT_BLUEPRINTS:
@@ -106,10 +93,14 @@ def _install_request_hooks(app: Quart) -> None:
         g.started = request.scope.get(STARTED_KEY) or time.perf_counter()
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         request_id_var.set(g.request_id)
-        if request.method in _BODY_METHODS:
+        if request.method in BODY_METHODS:
             # Read the body before anything may answer early (401/403): hypercorn drops a
             # keep-alive connection when a response goes out with the body still unread.
             await request.get_data(cache=True)
+        error = head_error(request.query_string, request.headers.items())
+        if error is not None:
+            raise error
+        check_ids(request.view_args)
         await identify_and_limit()
 
     @app.after_request

@@ -74,7 +74,10 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     async def _too_large(error: RequestEntityTooLarge) -> Response:
-        return problem(413, "payload_too_large", "The request body is too large.")
+        # The rest of the body stays unread, so the server drops the connection: say so, or a
+        # client would send its next request on it and see a reset.
+        return problem(413, "payload_too_large", "The request body is too large.",
+                       headers={"Connection": "close"})
 
     @app.errorhandler(UnicodeDecodeError)
     async def _bad_encoding(error: UnicodeDecodeError) -> Response:

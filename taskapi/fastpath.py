@@ -39,6 +39,7 @@ from .blueprints.common import PRIVATE
 from .cache import decode_entry
 from .context import AppContext
 from .exceptions import APIError
+from .limits import head_error
 from .logging import request_id_for
 from .models import Role
 from .querystring import canonical, link_next, query_pairs
@@ -96,6 +97,8 @@ class CachedReads:
             if name in headers:  # a repeated header: let Quart interpret it
                 return False
             headers[name] = value
+        if head_error(scope.get("query_string", b""), scope["headers"]) is not None:
+            return False  # Quart answers the problem
         authorization = headers.get(b"authorization", b"")
         if (authorization[:7].lower() != b"bearer " or (self.cors and b"origin" in headers)
                 or b"content-length" in headers or b"transfer-encoding" in headers):

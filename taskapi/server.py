@@ -30,6 +30,7 @@ from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
 from hypercorn.config import Config
 from prometheus_client.multiprocess import mark_process_dead
 
+from .limits import HEAD_BYTES
 from .metrics import MULTIPROC_ENV
 
 log = logging.getLogger("taskapi.server")
@@ -44,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "graceful_timeout": 30,
     "keep_alive_timeout": 75,
     "include_server_header": False,
+    "h11_max_incomplete_size": HEAD_BYTES,  # see limits.py: the app explains 414/431
     "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s',
 }
 _WORKERS = {"uvloop": uvloop_worker, "asyncio": asyncio_worker}

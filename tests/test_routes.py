@@ -1,24 +1,106 @@
-"""Meta-tests over the route map: every route is either deliberately public or role-gated,
-and every API route is mirrored under /api/v1."""
+"""Meta-tests over the route map.
+
+The authorization sweep: ROUTES below is the one table of who may call what. Every rule of
+`app.url_map` (each method, at its path and under /api/v1) must have an entry, and each is
+called as every role: the allowed ones succeed, every other one is refused — 401 when
+anonymous or not approved, else 403, or 404 where the design hides that the row exists — and
+a refused call changes nothing.
+"""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
 from taskapi.app import API_PREFIX
-from taskapi.auth import ROLES_ATTRIBUTE, UNLIMITED_ENDPOINTS
+from taskapi.models import ReportRequest, Task, User
+from tests.conftest import PASSWORD
 
-PUBLIC = {"auth.register", "auth.login", "auth.refresh"}
+PROBLEM = "application/problem+json"
+# "assignee": the employee the task in the URL is assigned to; "employee": any other one.
+# "unapproved": a live token of an account that is not (or no longer) approved.
+ROLES = ("anonymous", "unapproved", "employee", "assignee", "manager", "admin")
+ANYONE = frozenset(ROLES)
+SIGNED_IN = frozenset({"employee", "assignee", "manager", "admin"})
+STAFF = frozenset({"manager", "admin"})
+ADMIN = frozenset({"admin"})
+_names = itertools.count(1)
 
 
-async def test_every_route_is_public_by_decision_or_role_gated(app) -> None:  # type: ignore[no-untyped-def]
-    ungated = []
+@dataclass(frozen=True)
+class Access:
+    allowed: frozenset[str]
+    body: Callable[[Any], Any] | None = None  # from the test's context
+    hidden: frozenset[str] = frozenset()  # refused with 404 rather than 403
+    ok: tuple[int, ...] = (200, 201, 202, 204)
+
+
+def _new_account(_ctx: Any) -> dict[str, str]:
+    n = next(_names)
+    return {"username": f"newcomer{n}", "email": f"newcomer{n}@example.test",
+            "password": "long enough password"}
+
+
+TASK_READERS = frozenset({"assignee", "manager", "admin"})
+ROUTES: dict[tuple[str, str], Access] = {
+    ("health.healthz", "GET"): Access(ANYONE),
+    ("health.readyz", "GET"): Access(ANYONE),
+    ("openapi", "GET"): Access(ANYONE),
+    ("docs.docs_page", "GET"): Access(ANYONE),
+    ("docs.docs_init", "GET"): Access(ANYONE),
+    ("docs.static", "GET"): Access(ANYONE),
+    ("static", "GET"): Access(ANYONE, ok=(404,)),  # Quart's default; there is no folder
+    ("auth.register", "POST"): Access(ANYONE, _new_account),
+    ("auth.login", "POST"): Access(ANYONE, lambda c: {"email": c.other.email,
+                                                      "password": PASSWORD}),
+    ("auth.refresh", "POST"): Access(ANYONE, lambda c: {"refresh_token": c.other.refresh}),
+    ("auth.logout", "POST"): Access(SIGNED_IN),
+    ("auth.me", "GET"): Access(SIGNED_IN),
+    ("auth.update_me", "PUT"): Access(SIGNED_IN, lambda c: {"timezone": "Europe/Berlin"}),
+    ("auth.change_password", "PUT"): Access(SIGNED_IN, lambda c: {
+        "current_password": PASSWORD, "new_password": "another long password"}),
+    ("users.list_users", "GET"): Access(STAFF),
+    ("users.pending_users", "GET"): Access(ADMIN),
+    ("users.approve", "PUT"): Access(ADMIN),
+    ("users.reject", "DELETE"): Access(ADMIN),
+    ("users.get_user", "GET"): Access(ADMIN),
+    ("users.update_user", "PUT"): Access(ADMIN, lambda c: {"role": "manager"}),
+    ("users.delete_user", "DELETE"): Access(ADMIN),
+    ("tasks.list_tasks", "GET"): Access(STAFF),
+    ("tasks.my_tasks", "GET"): Access(SIGNED_IN),
+    ("tasks.create_task", "POST"): Access(STAFF, lambda c: {"title": "new"}),
+    ("tasks.get_task", "GET"): Access(TASK_READERS, hidden=frozenset({"employee"})),
+    ("tasks.get_task_alias", "GET"): Access(TASK_READERS, hidden=frozenset({"employee"})),
+    ("tasks.update_task", "PUT"): Access(STAFF, lambda c: {"title": "changed"}),
+    ("tasks.update_task_alias", "PUT"): Access(STAFF, lambda c: {"title": "changed"}),
+    ("tasks.set_status", "PUT"): Access(TASK_READERS, lambda c: {"status": "completed"},
+                                        hidden=frozenset({"employee"})),
+    ("tasks.assign", "PUT"): Access(STAFF, lambda c: {"user_id": None}),
+    ("tasks.delete_task", "DELETE"): Access(ADMIN),
+    ("tasks.delete_task_alias", "DELETE"): Access(ADMIN),
+    ("stats.stats", "GET"): Access(STAFF),
+    ("reports.request_report", "POST"): Access(STAFF),
+    # The report in the URL is the manager's own (another manager's is a 404).
+    ("reports.report_status", "GET"): Access(STAFF),
+}
+_IMPLICIT = {"HEAD", "OPTIONS"}
+
+
+def _operations(app: Any) -> dict[tuple[str, str], list[Any]]:
+    found: dict[tuple[str, str], list[Any]] = {}
     for rule in app.url_map.iter_rules():
-        endpoint = rule.endpoint.removeprefix("v1_")
-        view = app.view_functions[rule.endpoint]
-        if endpoint in PUBLIC or endpoint in UNLIMITED_ENDPOINTS or endpoint == "static":
-            continue
-        if not getattr(view, ROLES_ATTRIBUTE, None):
-            ungated.append(rule.rule)
-    assert ungated == []
+        for method in sorted((rule.methods or set()) - _IMPLICIT):
+            found.setdefault((rule.endpoint.removeprefix("v1_"), method), []).append(rule)
+    return found
+
+
+async def test_every_route_has_an_entry_in_the_table(app) -> None:  # type: ignore[no-untyped-def]
+    assert sorted(_operations(app)) == sorted(ROUTES)
 
 
 async def test_every_api_route_is_mirrored_under_api_v1(app) -> None:  # type: ignore[no-untyped-def]
@@ -29,3 +111,81 @@ async def test_every_api_route_is_mirrored_under_api_v1(app) -> None:  # type: i
                if not rule.startswith(API_PREFIX) and rule not in root_only
                and (API_PREFIX + rule, methods) not in rules]
     assert missing == []
+
+
+@dataclass
+class Context:
+    """Fresh rows for one call: the caller, the task's assignee, a target user, a pending
+    user, a task, the manager's report, and one more account (for login and refresh)."""
+
+    caller: Any
+    assignee: Any
+    target: Any
+    pending: Any
+    other: Any
+    admin: Any
+    task_id: int
+    job_id: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def _context(client: Any, make_user: Any, role: str, rule: Any) -> Context:
+    admin = await make_user("admin")
+    assignee = await make_user("employee")
+    created = await client.post("/tasks", headers=admin.headers, json={
+        "title": "Guarded", "assigned_user_id": assignee.id})
+    callers = {"admin": admin, "assignee": assignee,
+               "unapproved": await make_user("employee", approved=False)}
+    caller = callers.get(role) or (None if role == "anonymous" else await make_user(role))
+    ctx = Context(caller=caller, assignee=assignee, target=await make_user("employee"),
+                  pending=await make_user("employee", approved=False),
+                  other=await make_user("employee"), admin=admin,
+                  task_id=(await created.get_json())["id"],
+                  headers=caller.headers if caller else {})
+    if "job_id" in rule.arguments:
+        manager = caller if role == "manager" else await make_user("manager")
+        report = await client.post("/reports", headers=manager.headers)
+        ctx.job_id = (await report.get_json())["job_id"]
+    return ctx
+
+
+def _url(app: Any, rule: Any, method: str, ctx: Context) -> str:
+    values: dict[str, Any] = {"task_id": ctx.task_id, "job_id": ctx.job_id,
+                              "filename": "swagger-ui.css"}
+    pending_target = rule.endpoint.endswith(("users.approve", "users.reject"))
+    values["user_id"] = ctx.pending.id if pending_target else ctx.target.id
+    args = {name: values[name] for name in rule.arguments}
+    return str(app.url_map.bind("localhost").build(rule.endpoint, args, method=method))
+
+
+async def _snapshot(db: Any) -> tuple[Any, ...]:
+    async with db.transaction(write=False) as session:
+        tasks = (await session.execute(select(
+            Task.id, Task.title, Task.status, Task.assigned_user_id, Task.deadline))).all()
+        users = (await session.execute(select(
+            User.id, User.role, User.is_approved, User.timezone, User.password_hash))).all()
+        reports = (await session.execute(select(ReportRequest.id))).all()
+    return sorted(tasks), sorted(users), sorted(reports)
+
+
+@pytest.mark.parametrize("operation", sorted(ROUTES), ids=[f"{m} {e}" for e, m in sorted(ROUTES)])
+async def test_only_the_listed_roles_get_through(app, client, make_user, db, operation) -> None:  # type: ignore[no-untyped-def]
+    _endpoint, method = operation
+    access = ROUTES[operation]
+    rules = _operations(app).get(operation, [])
+    assert rules, "the table names a route that does not exist"
+    for rule, role in itertools.product(rules, ROLES):
+        ctx = await _context(client, make_user, role, rule)
+        url = _url(app, rule, method, ctx)
+        before = await _snapshot(db)
+        body = {"json": access.body(ctx)} if access.body else {}
+        response = await client.open(url, method=method, headers=ctx.headers, **body)
+        where = (role, method, url, response.status_code)
+        if role in access.allowed:
+            assert response.status_code in access.ok, (*where, await response.get_data())
+            continue
+        expected = 401 if role in ("anonymous", "unapproved") else (
+            404 if role in access.hidden else 403)
+        assert response.status_code == expected, where
+        assert response.content_type == PROBLEM, where
+        assert await _snapshot(db) == before, where  # a refused call changes nothing

@@ -6,6 +6,7 @@ from quart import Blueprint
 from quart_schema import tag, validate_request, validate_response
 
 from ..auth import actor, client_ip, require_role
+from ..openapi import no_content, problems
 from ..runtime import db_session, runtime
 from ..schemas.auth import LoginIn, RefreshIn, TokenPair
 from ..schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
@@ -19,6 +20,7 @@ tag_ = tag(["auth"])
 @tag_
 @validate_request(UserCreate)
 @validate_response(UserOut, 201)
+@problems(409)
 async def register(data: UserCreate) -> tuple[UserOut, int]:
     """Register as an employee or manager; an admin must approve before you can log in."""
     return await accounts.register(db_session(), runtime(), data), 201
@@ -28,6 +30,7 @@ async def register(data: UserCreate) -> tuple[UserOut, int]:
 @tag_
 @validate_request(LoginIn)
 @validate_response(TokenPair)
+@problems(401, 403)
 async def login(data: LoginIn) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
     return await accounts.login(db_session(), runtime(), data, client_ip())
@@ -37,6 +40,7 @@ async def login(data: LoginIn) -> TokenPair:
 @tag_
 @validate_request(RefreshIn)
 @validate_response(TokenPair)
+@problems(401)
 async def refresh(data: RefreshIn) -> TokenPair:
     """Rotate a refresh token: a new pair; the old refresh token stops working."""
     return await accounts.refresh(db_session(), runtime(), data)
@@ -45,6 +49,7 @@ async def refresh(data: RefreshIn) -> TokenPair:
 @bp.post("/logout")
 @tag_
 @require_role()
+@no_content
 async def logout() -> tuple[str, int]:
     """Revoke this session: the access token and its refresh family."""
     await accounts.logout(db_session(), runtime(), actor())
@@ -74,6 +79,7 @@ async def update_me(data: MeUpdate) -> UserOut:
 @tag_
 @require_role()
 @validate_request(PasswordChange)
+@no_content
 async def change_password(data: PasswordChange) -> tuple[str, int]:
     """Change your password; every other session of yours is revoked."""
     await accounts.change_password(db_session(), runtime(), actor(), data)

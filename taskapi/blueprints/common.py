@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from quart import Response, request
+from quart import Response, current_app, request
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import BadRequest
 
@@ -65,7 +64,7 @@ async def optional_body(model: type[M]) -> M:
     if not raw.strip():
         return model()
     try:
-        payload = json.loads(raw)
+        payload = current_app.json.loads(raw)
     except ValueError:
         raise BadRequest() from None
     try:

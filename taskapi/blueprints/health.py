@@ -6,6 +6,7 @@ from quart import Blueprint
 from quart_schema import tag, validate_response
 
 from ..exceptions import APIError
+from ..openapi import problems
 from ..runtime import runtime
 from ..schemas.health import Health, Readiness
 from ..services.health import check_dependencies
@@ -24,6 +25,7 @@ async def healthz() -> Health:
 @bp.get("/readyz")
 @tag(["health"])
 @validate_response(Readiness)
+@problems(503)
 async def readyz() -> Readiness:
     """The database and Redis both answer; 503 names what is down."""
     state = runtime()

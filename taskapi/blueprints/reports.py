@@ -31,7 +31,7 @@ async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
     return report, 202, {"Location": f"/reports/{report.job_id}"}
 
 
-@bp.get("/reports/<string:job_id>")
+@bp.get("/reports/<job:job_id>")
 @tag_
 @require_role(Role.ADMIN, Role.MANAGER)
 @validate_response(ReportOut)

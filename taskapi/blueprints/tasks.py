@@ -13,6 +13,7 @@ from quart_schema import (
 
 from ..auth import actor, prefetch, prefetched, require_role
 from ..models import Role
+from ..openapi import no_content
 from ..runtime import db_session, runtime
 from ..schemas.tasks import (
     TaskAssign,
@@ -118,6 +119,7 @@ async def assign(task_id: int, data: TaskAssign) -> TaskOut:
 @bp.delete("/task/<int:task_id>")
 @tag_
 @require_role(ADMIN)
+@no_content
 async def delete_task(task_id: int) -> tuple[str, int]:
     """Delete a task (admins). Also /tasks/{id}."""
     await tasks.delete_task(db_session(), runtime(), actor(), task_id)

@@ -7,6 +7,7 @@ from quart_schema import tag, validate_querystring, validate_request, validate_r
 
 from ..auth import actor, require_role
 from ..models import Role
+from ..openapi import no_content, problems
 from ..runtime import db_session, runtime
 from ..schemas.users import UserAdminUpdate, UserListQuery, UserOut
 from ..services import users
@@ -51,6 +52,8 @@ async def approve(user_id: int) -> UserOut:
 @bp.delete("/users/<int:user_id>/reject")
 @tag_
 @require_role(ADMIN)
+@no_content
+@problems(409)
 async def reject(user_id: int) -> tuple[str, int]:
     """Remove a user who is still awaiting approval."""
     await users.reject_user(db_session(), runtime(), actor(), user_id)
@@ -71,6 +74,7 @@ async def get_user(user_id: int) -> UserOut:
 @require_role(ADMIN)
 @validate_request(UserAdminUpdate)
 @validate_response(UserOut)
+@problems(409)
 async def update_user(user_id: int, data: UserAdminUpdate) -> UserOut:
     """Change a user's role or approval; applies to their live tokens at once."""
     return await users.update_user(db_session(), runtime(), actor(), user_id, data)
@@ -79,6 +83,8 @@ async def update_user(user_id: int, data: UserAdminUpdate) -> UserOut:
 @bp.delete("/users/<int:user_id>")
 @tag_
 @require_role(ADMIN)
+@no_content
+@problems(409)
 async def delete_user(user_id: int) -> tuple[str, int]:
     """Delete a user; their sessions end and their tasks become unassigned."""
     await users.delete_user(db_session(), runtime(), actor(), user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # Syntax only (RFC 5321 dot-atom local part, LDH labels). No deliverability or special-use
 # check: reserved domains such as .test and .example are valid addresses here.
@@ -23,3 +23,24 @@ def normalize_email(value: str) -> str:
 
 
 Email = Annotated[str, AfterValidator(normalize_email)]
+
+
+# Ids are 32-bit in PostgreSQL (SERIAL): a larger number names no row and must not reach
+# the driver, which would fail on it (a 500) rather than find nothing.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details), served as application/problem+json."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable error code.")
+    request_id: str | None = Field(None, description="Also sent as X-Request-ID.")
+    errors: list[dict[str, object]] | None = Field(
+        None, description="Validation errors (422): loc, msg, type.")

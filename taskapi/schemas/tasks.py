@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from ..models import TaskStatus
+from .common import Id
 from .users import Strict
 
 
@@ -56,7 +57,7 @@ class TaskCreate(Strict):
     title: Title
     description: Description = ""
     deadline: UTCInstant | None = None
-    assigned_user_id: int | None = Field(None, description="An approved user; emailed.")
+    assigned_user_id: Id | None = Field(None, description="An approved user; emailed.")
 
 
 class TaskUpdate(Strict):
@@ -79,7 +80,7 @@ class TaskStatusUpdate(Strict):
 
 
 class TaskAssign(Strict):
-    user_id: int | None = Field(description="An approved user, or null to unassign.")
+    user_id: Id | None = Field(description="An approved user, or null to unassign.")
 
 
 class TaskOut(BaseModel):
@@ -99,7 +100,7 @@ class TaskOut(BaseModel):
 
 class TaskListQuery(Strict):
     status: StatusName | None = None
-    assigned_user_id: int | None = None
+    assigned_user_id: Id | None = None
     due_before: UTCInstant | None = None
     due_after: UTCInstant | None = None
     q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(

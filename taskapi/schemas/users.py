@@ -6,7 +6,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from ..models import Role
 from .common import Email
@@ -31,9 +38,17 @@ Timezone = Annotated[str, Field(max_length=64), AfterValidator(_iana)]
 
 
 class Strict(BaseModel):
-    """Unknown fields are refused (422), so nothing can be mass-assigned."""
+    """Unknown fields are refused (422), so nothing can be mass-assigned. So is a NUL
+    character in any text: PostgreSQL cannot store one (asyncpg would fail with a 500)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
 
 
 class UserCreate(Strict):
