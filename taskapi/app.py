@@ -25,6 +25,7 @@ from .db import Database
 from .embedded_redis import resolve_redis_url
 from .errors import register_error_handlers
 from .logging import configure_logging, request_id_var
+from .outage import keep_probing
 from .runtime import EXTENSION_KEY, close_db_session
 
 log = logging.getLogger("taskapi")
@@ -135,6 +136,8 @@ def _install_request_hooks(app: Quart) -> None:
 
 
 def _install_lifecycle(app: Quart) -> None:
+    background: list[asyncio.Task[None]] = []
+
     @app.before_serving
     async def _startup() -> None:
         state: AppContext = app.extensions[EXTENSION_KEY]
@@ -142,10 +145,15 @@ def _install_lifecycle(app: Quart) -> None:
             resolve_redis_url, state.settings.redis_url, state.settings.data_dir
         )
         state.connect(url)
+        background.append(asyncio.create_task(keep_probing(state.redis)))
 
     @app.after_serving
     async def _shutdown() -> None:
         state: AppContext = app.extensions[EXTENSION_KEY]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        background.clear()
         await state.redis.aclose()
         await state.db.dispose()
         if state.embedded is not None:

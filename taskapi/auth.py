@@ -14,7 +14,6 @@ from typing import Any, TypeVar, cast
 
 from quart import current_app, g, request
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
-from redis.exceptions import RedisError
 
 from . import ratelimit, tokens
 from .cache import CacheSpec, Lookup, decode_entry
@@ -38,6 +37,7 @@ class Identity:
     error: APIError | None = None
     cached_user: bytes | None = None
     cached_session: bytes | None = None
+    epoch: str | None = None  # None: Redis was not reached
 
 
 def client_ip() -> str:
@@ -119,13 +119,11 @@ async def identify_and_limit() -> None:
     scope = f"u{claims.user_id}" if claims else f"ip{client_ip()}"
     win = ratelimit.window("req", scope, limit, period)
     auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
-    try:
-        trip = await state.gate(win, auth_keys, spec)
-    except (RedisError, OSError) as error:
-        ratelimit.LIMITS_OUTAGE.failed(error)
+    trip = await state.gate(win, auth_keys, spec)
+    if trip is None:  # Redis down: no limit, auth state and responses from the database
         return
-    ratelimit.LIMITS_OUTAGE.ok()
     identity.cached_user, identity.cached_session = trip.user, trip.session
+    identity.epoch = trip.epoch
     if spec is not None:
         g.prefetch = Lookup(spec.key, trip.version, decode_entry(trip.entry))
     ratelimit.check(win, trip.count)
@@ -145,7 +143,7 @@ async def current_actor() -> Actor:
         raise unauthorized("not_authenticated", "A bearer access token is required.")
     state = runtime()
     actor = await resolve_actor(state.db, state.redis, identity.claims,
-                                identity.cached_user, identity.cached_session)
+                                identity.cached_user, identity.cached_session, identity.epoch)
     g.actor = actor
     return actor
 
