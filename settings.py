@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./var")
     database_url: str | None = None
+    # Seconds a statement waits for a lock another process holds (SQLite busy timeout,
+    # PostgreSQL lock_timeout) before the request answers 503.
+    db_lock_timeout: float = Field(10.0, gt=0)
     redis_url: str | None = None
     secret_key: SecretStr | None = None
     access_token_expires: int = Field(900, gt=0)

@@ -26,7 +26,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = ctx.get("settings") or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     ctx["settings"] = settings
-    ctx["db"] = Database.from_url(settings.sqlalchemy_url)
+    ctx["db"] = Database.from_url(settings.sqlalchemy_url, settings.db_lock_timeout)
     ctx["mailer"] = Mailer(settings, connections=4)
 
 

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         SECRET_KEY=settings.signing_key(),
     )
     app.extensions[EXTENSION_KEY] = AppContext(
-        settings=settings, db=Database.from_url(settings.sqlalchemy_url)
+        settings=settings, db=Database.from_url(settings.sqlalchemy_url, settings.db_lock_timeout)
     )
 
     QuartSchema(

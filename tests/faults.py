@@ -29,6 +29,11 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 30,
         time.sleep(interval)
 
 
+def serve_logs(directory: Path) -> str:
+    """Everything the `serve` processes of a test logged (tests/helpers.py names the files)."""
+    return "".join(path.read_text() for path in sorted(directory.glob("serve-*.log")))
+
+
 def _redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:

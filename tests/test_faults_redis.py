@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.faults import RedisServer
+from tests.faults import RedisServer, serve_logs
 from tests.helpers import cli_env, serve
 
 CLOSE = {"Connection": "close"}  # a new connection per request: both workers answer
@@ -147,12 +147,8 @@ async def test_redis_stopped_mid_traffic(outage: str, tmp_path: Path, database_u
                 **employees[0].headers, "If-None-Match": first.headers["ETag"]})
             assert again.status_code == 304
 
-    log = _serve_log(tmp_path)
+    log = serve_logs(tmp_path)
     # Said once per outage and worker, not once per request.
     assert 1 <= log.count("Redis unavailable: rate limiting fails open") <= 2
     assert 1 <= log.count("Redis back: cache epoch moved on") <= 2
     assert "Traceback" not in log
-
-
-def _serve_log(directory: Path) -> str:
-    return "".join(path.read_text() for path in directory.glob("serve-*.log"))
