@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_tls: bool = False
     mail_from: str = "taskapi <no-reply@taskapi.localhost>"
+    # Outbox timing (seconds): first retry delay (doubling), how long a claim by a sender
+    # that died blocks its rows, and how often the worker sweeps for due emails.
+    email_retry_base: float = Field(30.0, gt=0)
+    email_claim_timeout: float = Field(120.0, gt=0)
+    email_sweep_interval: int = Field(60, ge=1, le=60)
+
+    @field_validator("email_sweep_interval")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (the sweep runs at fixed seconds of each minute)")
+        return value
 
     cors_origins: Annotated[list[str], NoDecode] = []
     timezone: str = "UTC"

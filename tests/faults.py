@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
-from tests.helpers import free_port
+from tests.helpers import REPO, free_port
 
 T = TypeVar("T")
 
@@ -27,6 +30,19 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 30,
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], what: str, within: float = 60,
+                     interval: float = 0.1) -> T:
+    """Await `check` until it returns something truthy (or raise after `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def serve_logs(directory: Path) -> str:
@@ -89,3 +105,54 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class GatedSMTPSink:
+    """An aiosmtpd handler that accepts the first `accept_first` messages (None: all), then
+    holds every further DATA until `release` is set, like a server that stalls mid-batch.
+    A held message whose client went away meanwhile is not delivered (its sender never saw
+    it accepted)."""
+
+    def __init__(self, accept_first: int | None = None) -> None:
+        self.accept_first = accept_first
+        self.release = threading.Event()
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        from email import message_from_bytes, policy
+
+        if self.accept_first is not None and len(self.messages) >= self.accept_first:
+            # The sink runs in aiosmtpd's thread and loop; the test sets a threading.Event.
+            await asyncio.to_thread(self.release.wait)
+            if server.transport is None or server.transport.is_closing():
+                return "451 the client went away"
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+class SMTPServer:
+    """aiosmtpd on a fixed loopback port, started and stopped by the test."""
+
+    def __init__(self, handler: Any) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.port = free_port()
+        self.controller = Controller(handler, hostname="127.0.0.1", port=self.port)
+        self.running = False
+
+    def start(self) -> None:
+        self.controller.start()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self.controller.stop()
+            self.running = False
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A real `taskapi worker` process (its output in `log_path`)."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "taskapi", "worker"], env=env,
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
