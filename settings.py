@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     rate_limit_default: str = "600/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # Requests one server worker process runs at once; the others wait their turn (FIFO).
+    max_concurrency: int = Field(64, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

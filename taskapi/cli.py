@@ -81,6 +81,9 @@ def serve(host: str, port: int, workers: int, with_worker: bool | None) -> None:
     config.graceful_timeout = 30
     config.include_server_header = False
     config.keep_alive_timeout = 75
+    # hypercorn's default accept backlog (100) overflowed under 1,000 connecting clients
+    # (SYNs dropped, connect retried after 1 s); the kernel caps it at net.core.somaxconn.
+    config.backlog = 2048
     exit_code = 0
     try:
         exit_code = run(config)
