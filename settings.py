@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(64, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # The longest a cached response lives (it bounds a missed invalidation); 0: no cache.
+    cache_ttl: int = Field(60, ge=0)
 
     _split = field_validator("cors_origins", "trusted_proxies", mode="before")(_split_commas)
 

@@ -582,22 +582,25 @@ def table_size_phase(args: argparse.Namespace, run: Any, scripts: dict[str, Path
                      employee_ids: list[int], manager_ids: list[int], owners: list[int],
                      tokens: list[str]) -> dict[str, Any]:
     """GET /task/{id} with the small table and with the big one, alternated so both see the
-    same machine noise: per repeat, a run at the small size, then the extra tasks are bulk
-    inserted and two runs follow (each token walking all its own tasks; and the same ids as
-    at the small size), then the extra tasks are deleted and the table compacted (PostgreSQL
+    same machine noise: per repeat, a run at the small size (and one against the server with
+    the response cache off), then the extra tasks are bulk inserted and three runs follow
+    (each token walking all its own tasks; the same ids as at the small size; all its own
+    tasks with the cache off), then the extra tasks are deleted and the table compacted (PostgreSQL
     VACUUM FULL + ANALYZE, SQLite VACUUM) — except after the last repeat. The server keeps
     running throughout (not restarted)."""
     c64 = args.mix_connections
     extra = args.big_tasks - args.tasks
     time.sleep(5)  # let the server finish what the last run left in flight
     max_small_id = asyncio.run(max_task_id(sa_url))
-    runs: dict[str, list[dict[str, Any]]] = {"task_2k": [], "task_200k": [],
-                                             "task_200k_same_ids": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "task_2k": [], "task_200k": [], "task_200k_same_ids": [],
+        "task_2k_uncached": [], "task_200k_uncached": []}
     events: list[dict[str, Any]] = []
     tasks_per_token_big = 0
     for i in range(args.repeats):
         log(f"table size repeat {i + 1}/{args.repeats}: {args.tasks} tasks")
         runs["task_2k"].append(run("task_2k", "task", c64))
+        runs["task_2k_uncached"].append(run("task_2k_uncached", "task", c64))
         t0 = time.monotonic()
         asyncio.run(seed_tasks(sa_url, args.tasks, extra, employee_ids, manager_ids))
         note = asyncio.run(after_bulk_load(sa_url, args.database))
@@ -612,6 +615,7 @@ def table_size_phase(args: argparse.Namespace, run: Any, scripts: dict[str, Path
                   ids=", ".join("{" + ", ".join(map(str, big_ids[o])) + "}" for o in owners))
         runs["task_200k"].append(run("task_200k", "task_200k", c64))
         runs["task_200k_same_ids"].append(run("task_200k_same_ids", "task", c64))
+        runs["task_200k_uncached"].append(run("task_200k_uncached", "task_200k", c64))
         if i + 1 < args.repeats:
             t0 = time.monotonic()
             note = asyncio.run(shrink_tasks(sa_url, args.database, max_small_id))
@@ -619,12 +623,18 @@ def table_size_phase(args: argparse.Namespace, run: Any, scripts: dict[str, Path
             log(f"deleted them again in {events[-1]['shrink_seconds']} s ({note})")
     small, big = summarize(runs["task_2k"]), summarize(runs["task_200k"])
     same = summarize(runs["task_200k_same_ids"])
+    small_db, big_db = summarize(runs["task_2k_uncached"]), summarize(runs["task_200k_uncached"])
     return {
         "connections": c64, "server_restarted": False, "events": events,
         "tasks_per_token_big": tasks_per_token_big,
         "small": small, "big": big, "big_same_ids": same,
+        "small_uncached": small_db, "big_uncached": big_db,
         "p50_growth": big["p50_ms_median"] / small["p50_ms_median"],
         "p50_growth_same_ids": same["p50_ms_median"] / small["p50_ms_median"],
+        "p50_growth_uncached": big_db["p50_ms_median"] / small_db["p50_ms_median"],
+        "p50_growth_uncached_per_repeat": [
+            round(b["lat_us"]["p50"] / a["lat_us"]["p50"], 3)
+            for a, b in zip(runs["task_2k_uncached"], runs["task_200k_uncached"], strict=True)],
         "rps_growth": big["rps_median"] / small["rps_median"],
         "p50_growth_per_repeat": [round(b["lat_us"]["p50"] / a["lat_us"]["p50"], 3)
                                   for a, b in zip(runs["task_2k"], runs["task_200k"],
@@ -766,6 +776,10 @@ def main() -> int:
     base, bare_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
     serve: subprocess.Popen[bytes] | None = None
     bare: subprocess.Popen[bytes] | None = None
+    # The same app with TASKAPI_CACHE_TTL=0, for the table-size phase: every read is SQL.
+    uncached: subprocess.Popen[bytes] | None = None
+    uncached_log = tmp / "serve-uncached.log"
+    uncached_base = f"http://127.0.0.1:{free_port()}"
     pg_created = False
     exit_code = 0
     result: dict[str, Any] = {
@@ -831,8 +845,13 @@ def main() -> int:
 
         def run(name: str, script: str, connections: int) -> dict[str, Any]:
             assert serve is not None and bare is not None
-            proc, log_path = (bare, bare_log) if name.startswith("bare") else (serve, serve_log)
-            return measure(name, wrk, bare_base if name.startswith("bare") else base,
+            proc, url, log_path = serve, base, serve_log
+            if name.startswith("bare"):
+                proc, url, log_path = bare, bare_base, bare_log
+            elif name.endswith("_uncached"):
+                assert uncached is not None
+                proc, url, log_path = uncached, uncached_base, uncached_log
+            return measure(name, wrk, url,
                            scripts[script], threads=args.threads, connections=connections,
                            duration=args.duration, warmup=args.warmup, server_pid=proc.pid,
                            log_path=log_path, redis_url=args.redis_url)
@@ -891,6 +910,11 @@ def main() -> int:
         size: dict[str, Any] = {}
         c64 = args.mix_connections
         if args.big_tasks > args.tasks:
+            uncached = start_server([tapi, "serve", "--host", "127.0.0.1", "--port",
+                                     uncached_base.rsplit(":", 1)[1], "--workers",
+                                     str(args.workers)],
+                                    {**env, "TASKAPI_CACHE_TTL": "0"}, tmp, uncached_log)
+            wait_ready(uncached_base, uncached, uncached_log)
             size = table_size_phase(args, run, scripts, sa_url, employee_ids, manager_ids,
                                     owners, tokens)
             if pyspy is not None and want_profile and (
@@ -930,11 +954,17 @@ def main() -> int:
                                          "target": "0",
                                          "pass": serve_scan["database_is_locked"] == 0}
         if "p50_growth" in size:
-            targets["task p50 200k/2k"] = {"value": round(size["p50_growth"], 3),
-                                           "per_repeat": size["p50_growth_per_repeat"],
-                                           "same_ids": round(size["p50_growth_same_ids"], 3),
-                                           "target": f"<= {GROWTH_TARGET}",
-                                           "pass": size["p50_growth"] <= GROWTH_TARGET}
+            # Like for like: both sizes uncached (every request reads the row), and both
+            # sizes cached on the same ids. Walking 1,000 own tasks at 200k against 10 at 2k
+            # with the cache on compares hit rates, not table sizes: reported, not a target.
+            growth = max(size["p50_growth_uncached"], size["p50_growth_same_ids"])
+            targets["task p50 200k/2k"] = {
+                "value": round(growth, 3),
+                "uncached": round(size["p50_growth_uncached"], 3),
+                "uncached_per_repeat": size["p50_growth_uncached_per_repeat"],
+                "cached_same_ids": round(size["p50_growth_same_ids"], 3),
+                "cached_own_ids_info": round(size["p50_growth"], 3),
+                "target": f"<= {GROWTH_TARGET}", "pass": growth <= GROWTH_TARGET}
         targets["worker RSS MiB"] = {"value": [round(x, 1) for x in rss],
                                      "target": f"<= {RSS_TARGET_MIB}",
                                      "pass": bool(rss) and max(rss) <= RSS_TARGET_MIB}
@@ -943,7 +973,8 @@ def main() -> int:
         all_summaries = [s for r in ratios.values() for s in r["summary"].values()]
         all_summaries.append(mix)
         if size:
-            all_summaries += [size["small"], size["big"], size["big_same_ids"]]
+            all_summaries += [size["small"], size["big"], size["big_same_ids"],
+                              size["small_uncached"], size["big_uncached"]]
         bad = sum(s["non2xx_total"] + s["socket_errors_total"] + s["warmup_non2xx_total"]
                   + s["warmup_socket_errors_total"] for s in all_summaries)
         bad += sum(p["non2xx"] for p in profiles)
@@ -974,7 +1005,7 @@ def main() -> int:
                                                        .splitlines()[-30:]))
         exit_code = 2
     finally:
-        for name, proc in (("serve", serve), ("bare", bare)):
+        for name, proc in (("serve", serve), ("bare", bare), ("serve-uncached", uncached)):
             if proc is not None:
                 log(f"{name} stopped (exit {stop_server(proc, name)})")
         try:
@@ -1019,6 +1050,8 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
         row(f"GET /task/{{id}} {k_small} (A/B)", size["small"], None)
         row(f"GET /task/{{id}} {k_big} (A/B)", size["big"], None)
         row(f"GET /task/{{id}} {k_big} same", size["big_same_ids"], None)
+        row(f"  no cache {k_small}", size["small_uncached"], None)
+        row(f"  no cache {k_big}", size["big_uncached"], None)
     print("\nstatuses (measured runs):")
     for conns, r in result["ratios"].items():
         for name in ENDPOINTS:
@@ -1027,7 +1060,7 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"{result['mix']['warmup_non2xx_total']}, socket errors "
           f"{result['mix']['warmup_socket_errors_total']})")
     if size.get("big"):
-        for key in ("small", "big", "big_same_ids"):
+        for key in ("small", "big", "big_same_ids", "small_uncached", "big_uncached"):
             print(f"  size {key}: {size[key]['statuses']}")
     print("\ntargets:")
     for name, t in result["targets"].items():

@@ -7,7 +7,7 @@ read; JWT verification is CPU only. See services/authstate.py for the cache rule
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -16,11 +16,16 @@ from quart import current_app, g, request
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 
 from . import ratelimit, tokens
-from .cache import CacheSpec, Lookup, decode_entry
+from .cache import CacheSpec, Entry, Lookup, decode_entry
+from .context import AppContext
 from .exceptions import APIError, forbidden, unauthorized
 from .models import Role
+from .querystring import canonical, query_pairs
 from .runtime import runtime
 from .services.authstate import Actor, resolve_actor, session_key, user_key
+
+# Where fastpath.py leaves its FirstTrip in the ASGI scope for Quart to pick up.
+FIRST_TRIP_KEY = "taskapi.first_trip"
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 ROLES_ATTRIBUTE = "_taskapi_roles"
@@ -77,12 +82,25 @@ def _bearer() -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def prefetch(spec_for: Callable[[int], CacheSpec]) -> Callable[[F], F]:
-    """Declare the cached response a GET route may serve (spec from the caller's user id),
-    so the request's first Redis round trip fetches it along with the auth state."""
+SpecFor = Callable[[int, Mapping[str, Any], str], CacheSpec]
+ServeIf = Callable[[Actor, Entry], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetch:
+    """A GET route's cached response: its spec from (caller id, path args, canonical query),
+    and, for entries shared between callers, whether this caller may be given the entry."""
+
+    spec_for: SpecFor
+    serve_if: ServeIf | None = None
+
+
+def prefetch(spec_for: SpecFor, serve_if: ServeIf | None = None) -> Callable[[F], F]:
+    """Declare the cached response a GET route may serve, so the request's first Redis round
+    trip fetches it along with the auth state (and fastpath.py can answer a hit directly)."""
 
     def decorator(func: F) -> F:
-        setattr(func, PREFETCH_ATTRIBUTE, spec_for)
+        setattr(func, PREFETCH_ATTRIBUTE, Prefetch(spec_for, serve_if))
         return func
 
     return decorator
@@ -94,39 +112,69 @@ def prefetched() -> Lookup | None:
     return lookup
 
 
+@dataclass(slots=True)
+class FirstTrip:
+    """The request's first Redis round trip: what was asked and what came back."""
+
+    claims: tokens.Claims | None
+    win: ratelimit.Window
+    spec: CacheSpec | None
+    result: ratelimit.TripResult
+
+
+def request_window(state: AppContext, claims: tokens.Claims | None, ip: str) -> ratelimit.Window:
+    limit, period = state.settings.default_rate()
+    scope = f"u{claims.user_id}" if claims else f"ip{ip}"
+    return ratelimit.window("req", scope, limit, period)
+
+
+async def make_first_trip(state: AppContext, claims: tokens.Claims | None,
+                          spec: CacheSpec | None, ip: str) -> FirstTrip | None:
+    """None when Redis is down (callers fail open: no limit, state from the database)."""
+    win = request_window(state, claims, ip)
+    auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
+    result = await state.gate(win, auth_keys, spec)
+    return None if result is None else FirstTrip(claims, win, spec, result)
+
+
 async def identify_and_limit() -> None:
     """before_request: verify the token (if any), then one Redis round trip that counts the
-    request, reads the caller's auth state and looks up the route's cached response."""
+    request, reads the caller's auth state and looks up the route's cached response.
+
+    When fastpath.py already made that round trip (and could not answer from it), its result
+    arrives in the ASGI scope and is used as is: the request is counted once."""
     if request.endpoint in UNLIMITED_ENDPOINTS:
         return
     state = runtime()
+    trip = cast(FirstTrip | None, request.scope.get(FIRST_TRIP_KEY))
     identity = Identity()
-    token = _bearer()
-    if token is not None:
-        try:
-            identity.claims = tokens.decode(state.signing_key, token, "access")
-        except APIError as error:
-            identity.error = error
     g.identity = identity
-
-    claims = identity.claims
-    spec = None
-    if claims is not None and request.method == "GET":
-        spec_for = getattr(current_app.view_functions.get(request.endpoint or ""),
-                           PREFETCH_ATTRIBUTE, None)
-        spec = spec_for(claims.user_id) if spec_for else None
-    limit, period = state.settings.default_rate()
-    scope = f"u{claims.user_id}" if claims else f"ip{client_ip()}"
-    win = ratelimit.window("req", scope, limit, period)
-    auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
-    trip = await state.gate(win, auth_keys, spec)
-    if trip is None:  # Redis down: no limit, auth state and responses from the database
-        return
-    identity.cached_user, identity.cached_session = trip.user, trip.session
-    identity.epoch = trip.epoch
-    if spec is not None:
-        g.prefetch = Lookup(spec.key, trip.version, decode_entry(trip.entry))
-    ratelimit.check(win, trip.count)
+    if trip is not None:
+        identity.claims = trip.claims
+    else:
+        token = _bearer()
+        if token is not None:
+            try:
+                identity.claims = tokens.decode(state.signing_key, token, "access")
+            except APIError as error:
+                identity.error = error
+        claims = identity.claims
+        spec = None
+        if claims is not None and request.method == "GET":
+            declared: Prefetch | None = getattr(
+                current_app.view_functions.get(request.endpoint or ""), PREFETCH_ATTRIBUTE, None)
+            if declared is not None and state.cache.enabled:
+                spec = declared.spec_for(claims.user_id, request.view_args or {},
+                                         canonical(query_pairs(request.query_string)))
+        trip = await make_first_trip(state, claims, spec, client_ip())
+        if trip is None:  # Redis down: no limit, auth state and responses from the database
+            return
+    result = trip.result
+    identity.cached_user, identity.cached_session = result.user, result.session
+    identity.epoch = result.epoch
+    if trip.spec is not None:
+        g.prefetch = Lookup(trip.spec.key, result.version, decode_entry(result.entry))
+    ratelimit.check(trip.win, result.count)
 
 
 async def current_actor() -> Actor:

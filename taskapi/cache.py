@@ -98,10 +98,11 @@ class ResponseCache:
     def __init__(self, redis: GuardedRedis, ttl: int = DEFAULT_TTL) -> None:
         self.redis = redis
         self.ttl = ttl
+        self.enabled = ttl > 0  # TASKAPI_CACHE_TTL=0: every read goes to the database
         self._lookup = redis.register_script(_LOOKUP)
 
     async def get(self, key: str, versions: list[str]) -> Lookup:
-        if not await usable(self.redis):
+        if not self.enabled or not await usable(self.redis):
             return Lookup(key, None, None)
         try:
             version, raw = await self._lookup(keys=[EPOCH_KEY, *versions], args=[key])
@@ -118,7 +119,7 @@ class ResponseCache:
             return
         try:
             await self.redis.set(f"{lookup.key}@{lookup.version}", _encode(entry),
-                                 ex=ttl or self.ttl)
+                                 ex=min(ttl or self.ttl, self.ttl))
         except (RedisError, OSError) as error:
             self.redis.guard.failed(error)
 

@@ -43,5 +43,5 @@ class AppContext:
     def connect(self, redis_url: str) -> None:
         self.redis_url = redis_url
         self.redis = connect_redis(redis_url)
-        self.cache = ResponseCache(self.redis)
+        self.cache = ResponseCache(self.redis, self.settings.cache_ttl)
         self.gate = RequestGate(self.redis)

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Executable, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 
 LOCK_TIMEOUT_S = 10.0
 _IMMEDIATE = "taskapi_begin_immediate"
+_NO_BEGIN = "taskapi_single_statement"
 
 
 def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -46,7 +47,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
-        if options.get("isolation_level") == "AUTOCOMMIT":
+        if options.get("isolation_level") == "AUTOCOMMIT" or options.get(_NO_BEGIN):
             return
         immediate = options.get(_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -107,6 +108,23 @@ class Database:
         """A session in one transaction: committed on success, rolled back on error."""
         async with self.session(write=write) as session, session.begin():
             yield session
+
+    async def write_once(self, statement: Executable) -> int:
+        """Run one writing statement as its own transaction; the number of rows it changed.
+
+        On SQLite no BEGIN is sent, so the statement commits by itself inside the driver's
+        call: the write lock is held for the microseconds the statement runs in the driver
+        thread, not across the awaits of a BEGIN … COMMIT, each of which waits its turn on an
+        event loop busy with other requests (under load that held the lock for tens of ms per
+        write and queued every writer of both processes behind it). Holding no lock between
+        awaits, these statements need not queue for the single write connection either: they
+        use the main pool, and meet other writers only inside SQLite's busy handler.
+        """
+        async with self.engine.connect() as conn:
+            single = await conn.execution_options(**{_NO_BEGIN: True})
+            result = await single.execute(statement)
+            await single.commit()
+            return int(getattr(result, "rowcount", 0))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
+import re
+import secrets
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+_ids: tuple[int, str, itertools.count[int]] = (0, "", itertools.count())
+
+
+def request_id_for(incoming: str) -> str:
+    """The client's X-Request-ID when it is a sane token, else a new one: a random prefix per
+    process and a counter (unique without a system call per request)."""
+    global _ids
+    if _REQUEST_ID_RE.match(incoming):
+        return incoming
+    pid, prefix, counter = _ids
+    if pid != os.getpid():  # first call in this process (or a fork)
+        pid, prefix, counter = _ids = (os.getpid(), secrets.token_hex(8), itertools.count(1))
+    return f"{prefix}{next(counter):016x}"  # 32 hex digits, like a UUID
 
 
 class _RequestIdFilter(logging.Filter):

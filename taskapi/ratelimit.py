@@ -86,7 +86,7 @@ return {count, epoch, user, session, version, entry}
 
 
 @dataclass(slots=True)
-class FirstTrip:
+class TripResult:
     count: int
     epoch: str
     user: bytes | None
@@ -105,7 +105,7 @@ class RequestGate:
         self._script = redis.register_script(_REQUEST_LUA)
 
     async def __call__(self, win: Window, auth_keys: tuple[str, str] | None,
-                       spec: CacheSpec | None) -> FirstTrip | None:
+                       spec: CacheSpec | None) -> TripResult | None:
         """None when Redis is down (callers fail open: no limit, state from the database)."""
         if not await usable(self.redis):
             return None
@@ -117,5 +117,5 @@ class RequestGate:
         except (RedisError, OSError) as error:
             self.redis.guard.failed(error)
             return None
-        return FirstTrip(int(count), _text(epoch) or "0", user, session,
+        return TripResult(int(count), _text(epoch) or "0", user, session,
                          _text(version) or None, entry)

@@ -18,15 +18,18 @@ def runtime() -> AppContext:
     return state
 
 
-def db_session() -> AsyncSession:
+def db_session(*, write: bool | None = None) -> AsyncSession:
     """The request's session, opened on first use and closed at teardown.
 
     Requests that may write (POST/PUT/PATCH/DELETE) get a session whose transactions begin
-    IMMEDIATE on SQLite; reads stay deferred so they never queue behind writers.
+    IMMEDIATE on SQLite, unless `write=False` (a handler whose writes go through
+    Database.write_once); reads stay deferred so they never queue behind writers.
     """
     session: AsyncSession | None = g.get("db_session")
     if session is None:
-        session = runtime().db.session(write=request.method not in _READ_METHODS)
+        if write is None:
+            write = request.method not in _READ_METHODS
+        session = runtime().db.session(write=write)
         g.db_session = session
     return session
 

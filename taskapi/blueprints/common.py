@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from typing import Any, TypeVar
-from urllib.parse import urlencode
 
 from pydantic import BaseModel, ValidationError
 from quart import Response, request
@@ -13,17 +12,20 @@ from werkzeug.exceptions import BadRequest
 
 from ..cache import Entry
 from ..pagination import Page
+from ..querystring import canonical, link_next, query_pairs
 
 ListResponse = tuple[list[dict[str, Any]], int, dict[str, str]]
 # Per-user data: browsers and proxies may store it but must revalidate (ETag → 304).
 PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
 
 
+def canonical_query() -> str:
+    """The request's query string in a canonical order (a cache key variant)."""
+    return canonical(query_pairs(request.query_string))
+
+
 def next_link(cursor: str) -> str:
-    params = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
-    query = urlencode([*params, ("cursor", cursor)])
-    # A path-absolute reference: right behind any proxy, whatever Host or scheme it saw.
-    return f'<{request.path}?{query}>; rel="next"'
+    return link_next(request.path, query_pairs(request.query_string), cursor)
 
 
 def page_headers(page: Page[Any]) -> dict[str, str]:
@@ -72,14 +74,13 @@ async def optional_body(model: type[M]) -> M:
         raise RequestSchemaValidationError(error) from None
 
 
-def canonical_query() -> str:
-    """The query string in a canonical order (a cache key variant)."""
-    return urlencode(sorted(request.args.items(multi=True)))
-
-
 def parse_query(model: type[M]) -> M:
-    """Validate the query string like validate_querystring (422 on a bad value)."""
+    """Validate the query string like validate_querystring (422 on a bad value); a repeated
+    parameter counts once, its first value."""
+    values: dict[str, str] = {}
+    for name, value in query_pairs(request.query_string):
+        values.setdefault(name, value)
     try:
-        return model.model_validate(request.args.to_dict())
+        return model.model_validate(values)
     except ValidationError as error:
         raise RequestSchemaValidationError(error) from None

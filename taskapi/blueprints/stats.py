@@ -16,7 +16,7 @@ bp = Blueprint("stats", __name__)
 
 
 @bp.get("/stats")
-@prefetch(lambda _user_id: stats_spec())
+@prefetch(lambda _user_id, _args, _query: stats_spec())
 @tag(["stats"])
 @require_role(Role.ADMIN, Role.MANAGER)
 @document_response(Stats)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 from quart_schema import (
     document_querystring,
     document_response,
@@ -36,7 +36,7 @@ def _query() -> TaskListQuery:
 
 
 @bp.get("/tasks")
-@prefetch(lambda _user_id: tasks.all_spec(canonical_query()))
+@prefetch(lambda _user_id, _args, query: tasks.all_spec(query))
 @tag_
 @require_role(ADMIN, MANAGER)
 @document_querystring(TaskListQuery)
@@ -49,7 +49,7 @@ async def list_tasks() -> Response:
 
 
 @bp.get("/tasks/mine")
-@prefetch(lambda user_id: tasks.mine_spec(user_id, canonical_query()))
+@prefetch(lambda user_id, _args, query: tasks.mine_spec(user_id, query))
 @tag_
 @require_role(*ANY)
 @document_querystring(TaskListQuery)
@@ -73,7 +73,8 @@ async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
 
 
 @bp.get("/task/<int:task_id>")
-@prefetch(lambda _user_id: tasks.task_spec(int((request.view_args or {})["task_id"])))
+@prefetch(lambda _user_id, args, _query: tasks.task_spec(args["task_id"]),
+          serve_if=tasks.may_see_entry)
 @tag_
 @require_role(*ANY)
 @document_response(TaskOut)
@@ -101,7 +102,7 @@ async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
 @validate_response(TaskOut)
 async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
     """Set the status (assignee, managers, admins); nothing else can change here."""
-    return await tasks.set_status(db_session(), runtime(), actor(), task_id, data)
+    return await tasks.set_status(db_session(write=False), runtime(), actor(), task_id, data)
 
 
 @bp.put("/task/<int:task_id>/assign")

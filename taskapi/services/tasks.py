@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..cache import (
@@ -104,13 +104,20 @@ async def update_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
 
 async def set_status(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
                      data: TaskStatusUpdate) -> TaskOut:
-    """The assignee, managers and admins; only the status (and completed_at) changes."""
-    task = await _get(session, actor, task_id)
+    """The assignee, managers and admins; only the status (and completed_at) changes.
+
+    One conditional UPDATE (see Database.write_once), then the task is read back: a task the
+    caller may not see is changed by nothing and answers 404 like any other route."""
     status = TaskStatus(data.status)
-    if task.status != status:
-        task.status = status
-        task.completed_at = utcnow() if status == TaskStatus.COMPLETED else None
-        await session.commit()
+    visible = [] if actor.role in STAFF else [Task.assigned_user_id == actor.id]
+    changed = await ctx.db.write_once(
+        update(Task)
+        .where(Task.id == task_id, Task.status != status, *visible)
+        .values(status=status, updated_at=utcnow(),
+                completed_at=utcnow() if status == TaskStatus.COMPLETED else None)
+    )
+    task = await _get(session, actor, task_id)
+    if changed:
         await _after_write(ctx, task.id, task.assigned_user_id)
     return TaskOut.model_validate(task)
 
@@ -265,6 +272,11 @@ async def get_task_cached(session: AsyncSession, ctx: AppContext, actor: Actor, 
                         assignee=str(task.assigned_user_id or ""))
 
     entry = await cached(ctx.cache, task_spec(task_id), build, prefetched)
-    if actor.role not in STAFF and entry.meta.get("assignee") != str(actor.id):
+    if not may_see_entry(actor, entry):
         raise not_found("task")  # someone else's task: not found, not forbidden
     return entry
+
+
+def may_see_entry(actor: Actor, entry: Entry) -> bool:
+    """Whether `actor` may be given this cached task (entries are shared between callers)."""
+    return actor.role in STAFF or entry.meta.get("assignee") == str(actor.id)
