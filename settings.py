@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./var")
     database_url: str | None = None
+    # Seconds a statement waits for a lock another process holds (SQLite busy timeout,
+    # PostgreSQL lock_timeout) before the request answers 503.
+    db_lock_timeout: float = Field(10.0, gt=0)
     redis_url: str | None = None
     secret_key: SecretStr | None = None
     access_token_expires: int = Field(900, gt=0)
@@ -57,6 +60,18 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_tls: bool = False
     mail_from: str = "taskapi <no-reply@taskapi.localhost>"
+    # Outbox timing (seconds): first retry delay (doubling), how long a claim by a sender
+    # that died blocks its rows, and how often the worker sweeps for due emails.
+    email_retry_base: float = Field(30.0, gt=0)
+    email_claim_timeout: float = Field(120.0, gt=0)
+    email_sweep_interval: int = Field(60, ge=1, le=60)
+
+    @field_validator("email_sweep_interval")
+    @classmethod
+    def _divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (the sweep runs at fixed seconds of each minute)")
+        return value
 
     cors_origins: Annotated[list[str], NoDecode] = []
     timezone: str = "UTC"
@@ -65,6 +80,8 @@ class Settings(BaseSettings):
     rate_limit_default: str = "600/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # Requests one server worker process runs at once; the others wait their turn (FIFO).
+    max_concurrency: int = Field(64, gt=0)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     # The longest a cached response lives (it bounds a missed invalidation); 0: no cache.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from arq import cron
+from arq.cron import CronJob
 
 from settings import load_settings
 from taskapi.context import QUEUE_NAME
@@ -26,7 +27,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = ctx.get("settings") or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     ctx["settings"] = settings
-    ctx["db"] = Database.from_url(settings.sqlalchemy_url)
+    ctx["db"] = Database.from_url(settings.sqlalchemy_url, settings.db_lock_timeout)
     ctx["mailer"] = Mailer(settings, connections=4)
 
 
@@ -39,16 +40,22 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await db.dispose()
 
 
-class WorkerSettings:
-    functions = list(JOBS.values())
-    # Cron jobs run once per tick across all workers: arq's job id is derived from the
-    # function name and the tick time, so a second worker finds the job already taken.
-    cron_jobs = [
+def cron_jobs(sweep_interval: int = 60) -> list[CronJob]:
+    """Cron jobs run once per tick across all workers: arq's job id is derived from the
+    function name and the tick time, so a second worker finds the job already taken."""
+    return [
         # Every 15 minutes: users whose local time reached the reminder hour get theirs.
         cron(send_daily_reminders, minute={0, 15, 30, 45}, unique=True, timeout=600),
-        cron(deliver_pending_emails, minute=set(range(60)), unique=True, timeout=300),
+        # Every minute by default (TASKAPI_EMAIL_SWEEP_INTERVAL).
+        cron(deliver_pending_emails, second=set(range(0, 60, sweep_interval)), unique=True,
+             timeout=300),
         cron(db_maintenance, hour={3}, minute={17}, unique=True),
     ]
+
+
+class WorkerSettings:
+    functions = list(JOBS.values())
+    cron_jobs = cron_jobs()
     on_startup = startup
     on_shutdown = shutdown
     queue_name = QUEUE_NAME

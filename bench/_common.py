@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -344,6 +345,13 @@ def count_lines(path: Path) -> tuple[int, int]:
 
 
 # --- wrk ------------------------------------------------------------------------------------
+
+def find_wrk() -> str | None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        log("wrk not found: apt-get install -y wrk")
+    return wrk
+
 
 def run_wrk(wrk: str, base: str, script: Path, *, threads: int, connections: int,
             duration: int) -> dict[str, Any]:

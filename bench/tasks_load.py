@@ -41,6 +41,7 @@ import httpx
 from _common import (
     REPO,
     clean_env,
+    find_wrk,
     flush_redis,
     free_port,
     log,
@@ -183,6 +184,18 @@ async def pg_recreate(args: argparse.Namespace, *, create: bool) -> None:
             await conn.execute(f'CREATE DATABASE "{args.pg_database}"')
     finally:
         await conn.close()
+
+
+def fresh_database(args: argparse.Namespace, env: dict[str, str], tmp: Path, tapi: str) -> bool:
+    """Flush the bench Redis, (re)create the PostgreSQL database, migrate. True when a
+    PostgreSQL database was created (the caller drops it)."""
+    flush_redis(args.redis_url)
+    if args.database == "postgres":
+        asyncio.run(pg_recreate(args, create=True))
+    # cwd = the temp dir: settings also read a `.env` from the working directory.
+    subprocess.run([tapi, "db", "upgrade"], env=env, cwd=tmp, check=True,
+                   capture_output=True, timeout=120)
+    return args.database == "postgres"
 
 
 def employee_email(i: int) -> str:
@@ -698,6 +711,16 @@ def make_env(args: argparse.Namespace, data_dir: Path, database_url: str) -> dic
     return env
 
 
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """wrk threads, server workers and the seeded data (shared with load_1000.py)."""
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="hypercorn worker processes")
+    parser.add_argument("--users", type=int, default=50, help="employee tokens")
+    parser.add_argument("--employees", type=int, default=200)
+    parser.add_argument("--managers", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=2000)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
@@ -706,13 +729,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", default="64,256",
                         help="comma list for the ratio runs (the mix and the size runs use 64)")
     parser.add_argument("--mix-connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--repeats", type=int, default=3, help="measured runs per endpoint")
-    parser.add_argument("--workers", type=int, default=2, help="hypercorn worker processes")
-    parser.add_argument("--users", type=int, default=50, help="employee tokens")
-    parser.add_argument("--employees", type=int, default=200)
-    parser.add_argument("--managers", type=int, default=2)
-    parser.add_argument("--tasks", type=int, default=2000)
+    add_common_args(parser)
     parser.add_argument("--big-tasks", type=int, default=200_000,
                         help="table size for the second GET /task/{id} run (0: skip)")
     parser.add_argument("--put-every", type=int, default=10,
@@ -740,9 +758,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    wrk = shutil.which("wrk")
+    wrk = find_wrk()
     if wrk is None:
-        log("wrk not found: apt-get install -y wrk")
         return 2
     pyspy: str | None = args.py_spy if Path(args.py_spy).exists() else shutil.which("py-spy")
     if args.profile != "off" and pyspy is None:
@@ -775,13 +792,7 @@ def main() -> int:
         "app_version": app_version(),
     }
     try:
-        flush_redis(args.redis_url)
-        if args.database == "postgres":
-            asyncio.run(pg_recreate(args, create=True))
-            pg_created = True
-        # cwd = the temp dir: settings also read a `.env` from the working directory.
-        subprocess.run([tapi, "db", "upgrade"], env=env, cwd=tmp, check=True,
-                       capture_output=True, timeout=120)
+        pg_created = fresh_database(args, env, tmp, tapi)
 
         # --- seed directly in the database ---
         from taskapi.passwords import _hasher

@@ -15,7 +15,6 @@ from typing import Any, TypeVar, cast
 
 from quart import current_app, g, request
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
-from redis.exceptions import RedisError
 
 from . import ratelimit, tokens
 from .cache import CacheSpec, Entry, Lookup, decode_entry
@@ -46,6 +45,7 @@ class Identity:
     error: APIError | None = None
     cached_user: bytes | None = None
     cached_session: bytes | None = None
+    epoch: str | None = None  # None: Redis was not reached
 
 
 def client_ip() -> str:
@@ -146,12 +146,12 @@ def request_window(state: AppContext, claims: tokens.Claims | None, ip: str) -> 
 
 
 async def make_first_trip(state: AppContext, claims: tokens.Claims | None,
-                          spec: CacheSpec | None, ip: str) -> FirstTrip:
-    """Raises RedisError/OSError when Redis cannot answer (callers fail open)."""
+                          spec: CacheSpec | None, ip: str) -> FirstTrip | None:
+    """None when Redis is down (callers fail open: no limit, state from the database)."""
     win = request_window(state, claims, ip)
     auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
     result = await state.gate(win, auth_keys, spec)
-    return FirstTrip(claims, win, spec, result)
+    return None if result is None else FirstTrip(claims, win, spec, result)
 
 
 async def identify_and_limit() -> None:
@@ -183,14 +183,12 @@ async def identify_and_limit() -> None:
             if declared is not None and state.cache.enabled:
                 spec = declared.spec_for(claims.user_id, request.view_args or {},
                                          canonical(query_pairs(request.query_string)))
-        try:
-            trip = await make_first_trip(state, claims, spec, client_ip())
-        except (RedisError, OSError) as error:
-            ratelimit.LIMITS_OUTAGE.failed(error)
+        trip = await make_first_trip(state, claims, spec, client_ip())
+        if trip is None:  # Redis down: no limit, auth state and responses from the database
             return
-        ratelimit.LIMITS_OUTAGE.ok()
     result = trip.result
     identity.cached_user, identity.cached_session = result.user, result.session
+    identity.epoch = result.epoch
     if trip.spec is not None:
         g.prefetch = Lookup(trip.spec.key, result.version, decode_entry(result.entry))
     ratelimit.check(trip.win, result.count)
@@ -210,7 +208,7 @@ async def current_actor() -> Actor:
         raise unauthorized("not_authenticated", "A bearer access token is required.")
     state = runtime()
     actor = await resolve_actor(state.db, state.redis, identity.claims,
-                                identity.cached_user, identity.cached_session)
+                                identity.cached_user, identity.cached_session, identity.epoch)
     g.actor = actor
     return actor
 

@@ -3,8 +3,9 @@
 An entry's key embeds the current values of the version counters it depends on; a write
 bumps the counters after its commit, so the next read (on any worker) misses and rebuilds
 from the database, while old entries simply expire. One round trip per lookup: a Lua script
-reads the versions and the entry together. Redis down: every lookup misses, stores are
-skipped, and the log says so once per outage.
+reads the versions and the entry together. Every version string starts with the epoch
+(outage.py), which moves on when Redis comes back from an outage. Redis down: every lookup
+misses, stores and bumps are skipped (the epoch covers them), and the log says so once.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .metrics import count_cache
-from .outage import Outage
+from .outage import EPOCH_KEY, GuardedRedis, usable
 
 log = logging.getLogger("taskapi.cache")
-CACHE_OUTAGE = Outage("response cache bypassed")
 DEFAULT_TTL = 60
 
 _LOOKUP = """
@@ -97,21 +96,20 @@ def _decode(raw: bytes) -> Entry:
 
 
 class ResponseCache:
-    def __init__(self, redis: Redis, ttl: int = DEFAULT_TTL) -> None:
+    def __init__(self, redis: GuardedRedis, ttl: int = DEFAULT_TTL) -> None:
         self.redis = redis
         self.ttl = ttl
         self.enabled = ttl > 0  # TASKAPI_CACHE_TTL=0: every read goes to the database
         self._lookup = redis.register_script(_LOOKUP)
 
     async def get(self, key: str, versions: list[str]) -> Lookup:
-        if not self.enabled:
+        if not self.enabled or not await usable(self.redis):
             return Lookup(key, None, None)
         try:
-            version, raw = await self._lookup(keys=versions, args=[key])
+            version, raw = await self._lookup(keys=[EPOCH_KEY, *versions], args=[key])
         except (RedisError, OSError) as error:
-            CACHE_OUTAGE.failed(error)
+            self.redis.guard.failed(error)
             return Lookup(key, None, None)
-        CACHE_OUTAGE.ok()
         version = version.decode() if isinstance(version, bytes) else str(version)
         return Lookup(key, version, _decode(raw) if raw else None)
 
@@ -124,12 +122,13 @@ class ResponseCache:
             await self.redis.set(f"{lookup.key}@{lookup.version}", _encode(entry),
                                  ex=min(ttl or self.ttl, self.ttl))
         except (RedisError, OSError) as error:
-            CACHE_OUTAGE.failed(error)
+            self.redis.guard.failed(error)
 
 
-async def bump(redis: Redis, *version_keys: str) -> None:
-    """After a commit: invalidate every entry that depends on these versions."""
-    if not version_keys:
+async def bump(redis: GuardedRedis, *version_keys: str) -> None:
+    """After a commit: invalidate every entry that depends on these versions. With Redis
+    down this is skipped: the epoch moves on when it is back, invalidating everything."""
+    if not version_keys or not await usable(redis):
         return
     try:
         async with redis.pipeline(transaction=False) as pipe:
@@ -137,8 +136,9 @@ async def bump(redis: Redis, *version_keys: str) -> None:
                 pipe.incr(key)
             await pipe.execute()
     except (RedisError, OSError) as error:
-        # Entries built before this write stay reachable until their TTL: say so loudly.
+        # Entries built before this write stay reachable until the epoch moves on.
         log.error("cache invalidation failed for %s: %r", ", ".join(version_keys), error)
+        redis.guard.failed(error)
 
 
 async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awaitable[Entry]],

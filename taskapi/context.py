@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
 from settings import Settings
@@ -12,25 +11,26 @@ from settings import Settings
 from .cache import ResponseCache
 from .db import Database
 from .embedded_redis import EmbeddedRedis
+from .outage import GuardedRedis
 from .ratelimit import RequestGate
 
 QUEUE_NAME = "taskapi:queue"
 
 
-def connect_redis(url: str) -> ArqRedis:
+def connect_redis(url: str) -> GuardedRedis:
     """One client for cache, limits, auth state and the job queue. It connects lazily, so a
     Redis that is down at startup does not stop the API from serving from the database."""
     pool = ConnectionPool.from_url(
         url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
     )
-    return ArqRedis(pool, default_queue_name=QUEUE_NAME)
+    return GuardedRedis(pool, default_queue_name=QUEUE_NAME)
 
 
 @dataclass
 class AppContext:
     settings: Settings
     db: Database
-    redis: ArqRedis = field(init=False)
+    redis: GuardedRedis = field(init=False)
     redis_url: str = field(init=False, default="")
     embedded: EmbeddedRedis | None = field(init=False, default=None)
     signing_key: str = field(init=False, repr=False)

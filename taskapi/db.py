@@ -1,9 +1,11 @@
 """Engine, sessions and SQLite tuning.
 
 SQLite: WAL, synchronous=NORMAL, foreign keys, a busy timeout, and write transactions that
-begin IMMEDIATE. A deferred BEGIN that reads before it writes fails under concurrency with
-"database is locked" whatever the busy timeout (the lock upgrade cannot wait), so every
-session that may write takes the write lock up front.
+begin IMMEDIATE. PostgreSQL: a lock_timeout of the same length. Either way a statement that
+cannot get its lock in time fails (and the request answers 503, errors.py) rather than
+waiting for as long as another process holds the lock. A deferred BEGIN that reads before it
+writes fails under concurrency with "database is locked" whatever the busy timeout (the lock
+upgrade cannot wait), so every session that may write takes the write lock up front.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000
+LOCK_TIMEOUT_S = 10.0
 _IMMEDIATE = "taskapi_begin_immediate"
 _NO_BEGIN = "taskapi_single_statement"
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so "begin" below decides the mode.
@@ -37,7 +39,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA foreign_keys=ON",
-            f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            f"PRAGMA busy_timeout={busy_timeout_ms}",
         ):
             cursor.execute(pragma)
         cursor.close()
@@ -51,20 +53,22 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, lock_timeout: float = LOCK_TIMEOUT_S, **kwargs: Any) -> AsyncEngine:
+    """`lock_timeout` (seconds): SQLite's busy timeout, PostgreSQL's lock_timeout."""
     if url.startswith("sqlite"):
         # A connection per concurrent request: opening SQLite connections under load is
         # wasted work, and they are cheap to keep.
         kwargs.setdefault("pool_size", 32)
         kwargs.setdefault("max_overflow", 32)
-        engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
-        )
-        _install_sqlite_hooks(engine)
+        engine = create_async_engine(url, connect_args={"timeout": lock_timeout}, **kwargs)
+        _install_sqlite_hooks(engine, int(lock_timeout * 1000))
         return engine
     kwargs.setdefault("pool_size", 16)
     kwargs.setdefault("max_overflow", 16)
     kwargs.setdefault("pool_pre_ping", True)
+    if url.startswith("postgresql+asyncpg"):
+        kwargs.setdefault("connect_args", {"server_settings": {
+            "lock_timeout": str(int(lock_timeout * 1000))}})
     return create_async_engine(url, **kwargs)
 
 
@@ -88,11 +92,13 @@ class Database:
         self.write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Database:
+    def from_url(cls, url: str, lock_timeout: float = LOCK_TIMEOUT_S, **kwargs: Any) -> Database:
         if url.startswith("sqlite"):
-            writer = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
-            return cls(create_engine(url, **kwargs), writer)
-        return cls(create_engine(url, **kwargs))
+            # Writers queued behind a held lock give up too (503): 60 s by default.
+            writer = create_engine(url, lock_timeout, pool_size=1, max_overflow=0,
+                                   pool_timeout=max(6 * lock_timeout, 5.0))
+            return cls(create_engine(url, lock_timeout, **kwargs), writer)
+        return cls(create_engine(url, lock_timeout, **kwargs))
 
     def session(self, *, write: bool) -> AsyncSession:
         return (self.write_sessions if write else self.read_sessions)()

@@ -9,12 +9,30 @@ from typing import Any
 from pydantic import ValidationError
 from quart import Quart, Response, g, json
 from quart_schema import RequestSchemaValidationError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .exceptions import APIError
 
 log = logging.getLogger("taskapi.errors")
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 2
+# PostgreSQL SQLSTATEs meaning "busy or unreachable, try again": lock_not_available,
+# query_canceled (a lock or statement timeout), admin/crash shutdown, cannot_connect_now,
+# and the connection exception class (08…).
+_RETRYABLE_SQLSTATES = ("55P03", "57014", "57P01", "57P02", "57P03", "08")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """A database that is locked, busy or unreachable (as opposed to a bug)."""
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                          ConnectionError, TimeoutError)):
+        return True  # SQLite "database is locked", pool exhausted, connection refused/lost
+    if isinstance(error, sa_exc.DBAPIError):
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return error.connection_invalidated or (
+            isinstance(code, str) and code.startswith(_RETRYABLE_SQLSTATES))
+    return False
 
 
 def problem(
@@ -100,5 +118,11 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _unhandled(error: Exception) -> Response:
+        if database_unavailable(error):
+            # The request's transaction did not commit (its session rolls back at teardown).
+            log.warning("database unavailable: %s", str(error).splitlines()[0][:300])
+            return problem(503, "database_unavailable",
+                           "The database is busy or unavailable; retry shortly.",
+                           headers={"Retry-After": str(RETRY_AFTER_S)})
         log.exception("unhandled error: %s", type(error).__name__)
         return problem(500, "internal_error", "An unexpected error occurred.")

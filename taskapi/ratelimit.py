@@ -1,4 +1,5 @@
-"""Fixed-window rate limits in Redis. Redis down: limits fail open, logged once per outage."""
+"""Fixed-window rate limits in Redis. Redis down: limits fail open, logged once per outage
+(outage.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import math
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from .cache import CacheSpec
 from .exceptions import APIError
-from .outage import Outage
+from .outage import EPOCH_KEY, GuardedRedis, usable
 
 log = logging.getLogger("taskapi.ratelimit")
 
@@ -48,62 +48,74 @@ def check(win: Window, count: int, now: float | None = None) -> None:
                        headers={"Retry-After": str(retry)}, retry_after=retry)
 
 
-LIMITS_OUTAGE = Outage("rate limiting fails open")
-
-
-async def hit(redis: Redis, win: Window) -> None:
-    """Count one hit and enforce the limit (a single round trip)."""
+async def hit(redis: GuardedRedis, win: Window) -> None:
+    """Count one hit and enforce the limit (a single round trip). Fails open."""
+    if not await usable(redis):
+        return
     try:
         async with redis.pipeline(transaction=False) as pipe:
             add_hit(pipe, win)
             count, _ = await pipe.execute()
-    except (RedisError, OSError) as error:  # fail open
-        LIMITS_OUTAGE.failed(error)
+    except (RedisError, OSError) as error:
+        redis.guard.failed(error)
         return
-    LIMITS_OUTAGE.ok()
     check(win, int(count))
 
 
 # The request's one round trip: count the hit, read the caller's auth state, and look up the
-# response the route may serve from cache (its version counters and the entry).
+# response the route may serve from cache (its version counters and the entry). Auth state
+# and entries live under the current epoch (outage.py).
 _REQUEST_LUA = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local epoch = redis.call('GET', KEYS[2]) or '0'
 local nauth = tonumber(ARGV[2])
 local user, session, version, entry = false, false, false, false
 if nauth == 2 then
-  user = redis.call('GET', KEYS[2])
-  session = redis.call('GET', KEYS[3])
+  user = redis.call('GET', KEYS[3] .. '@' .. epoch)
+  session = redis.call('GET', KEYS[4] .. '@' .. epoch)
 end
 if ARGV[3] ~= '' then
-  local parts = {}
-  for i = 2 + nauth, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
+  local parts = {epoch}
+  for i = 3 + nauth, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
   version = table.concat(parts, '.')
   entry = redis.call('GET', ARGV[3] .. '@' .. version)
 end
-return {count, user, session, version, entry}
+return {count, epoch, user, session, version, entry}
 """
 
 
 @dataclass(slots=True)
 class TripResult:
     count: int
+    epoch: str
     user: bytes | None
     session: bytes | None
     version: str | None
     entry: bytes | None
 
 
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class RequestGate:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: GuardedRedis) -> None:
+        self.redis = redis
         self._script = redis.register_script(_REQUEST_LUA)
 
     async def __call__(self, win: Window, auth_keys: tuple[str, str] | None,
-                       spec: CacheSpec | None) -> TripResult:
-        """Raises RedisError/OSError when Redis cannot answer (callers fail open)."""
-        keys = [win.key, *(auth_keys or ()), *(spec.versions if spec else ())]
+                       spec: CacheSpec | None) -> TripResult | None:
+        """None when Redis is down (callers fail open: no limit, state from the database)."""
+        if not await usable(self.redis):
+            return None
+        keys = [win.key, EPOCH_KEY, *(auth_keys or ()), *(spec.versions if spec else ())]
         args = [win.period + 1, 2 if auth_keys else 0, spec.key if spec else ""]
-        count, user, session, version, entry = await self._script(keys=keys, args=args)
-        if isinstance(version, bytes):
-            version = version.decode()
-        return TripResult(int(count), user, session, version or None, entry)
+        try:
+            count, epoch, user, session, version, entry = await self._script(keys=keys,
+                                                                             args=args)
+        except (RedisError, OSError) as error:
+            self.redis.guard.failed(error)
+            return None
+        return TripResult(int(count), _text(epoch) or "0", user, session,
+                         _text(version) or None, entry)

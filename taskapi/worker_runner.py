@@ -19,6 +19,7 @@ log = logging.getLogger("taskapi.worker")
 def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker:
     import worker as worker_module
 
+    overrides.setdefault("cron_jobs", worker_module.cron_jobs(settings.email_sweep_interval))
     return create_worker(
         worker_module.WorkerSettings,  # type: ignore[arg-type]
         redis_settings=RedisSettings.from_dsn(redis_url),

@@ -228,7 +228,7 @@ async def test_stale_claim_of_a_dead_worker_is_sent_by_the_next_run(smtp_setting
     assert sink.messages == []
     soon = await reminders.send_daily_reminders(db, smtp_settings, force=True, now=now)
     assert soon.get("sent", 0) == 0  # still claimed by the dead worker
-    later = now + outbox.STALE_CLAIM + timedelta(seconds=1)
+    later = now + timedelta(seconds=smtp_settings.email_claim_timeout + 1)
     assert (await reminders.send_daily_reminders(db, smtp_settings, force=True, now=later))["sent"] == 3
     assert Counter(m["To"] for m in sink.messages) == {u.email: 1 for u in users}
 

@@ -3,14 +3,16 @@
 The database is the source of truth; Redis caches two small keys per caller so the hot path
 issues no SQL (one pipelined round trip, shared with the rate limit):
 
-  auth:s:{sid}  "ok:{user_id}" | "revoked"
-  auth:u:{id}   "{role}:{approved 0|1}" | "gone"
+  auth:s:{sid}@{epoch}  "ok:{user_id}" | "revoked"
+  auth:u:{id}@{epoch}   "{role}:{approved 0|1}" | "gone"
 
 Fills use SET NX, changes use plain SET after the database commit. A reader that loaded old
 state from the database just before a change can therefore never overwrite the newer value
-(its NX fails), and a change always overwrites an older fill. Entries expire after
-CACHE_TTL, which bounds staleness only in the one case nothing else covers: a change made
-while Redis could not be written. With Redis down every check reads the database.
+(its NX fails), and a change always overwrites an older fill. With Redis down every check
+reads the database; a change made then could not be written to Redis, so when Redis is back
+the epoch moves on (outage.py) and every key of the old epoch is unreachable. Entries expire
+after CACHE_TTL, the bound for what even that misses (a process that made the change exited
+before Redis came back).
 """
 
 from __future__ import annotations
@@ -19,18 +21,22 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..db import Database
 from ..exceptions import unauthorized
 from ..models import AuthSession, Role, User
-from ..outage import Outage
+from ..outage import EPOCH_KEY, GuardedRedis, usable
 from ..tokens import Claims
 
 log = logging.getLogger("taskapi.auth")
 CACHE_TTL = 120
-AUTH_OUTAGE = Outage("auth state read from the database")
+# Overwrite auth state under the current epoch (a change must reach the keys readers use).
+_PUBLISH_LUA = """
+local epoch = redis.call('GET', KEYS[1]) or '0'
+for i = 2, #KEYS do redis.call('SET', KEYS[i] .. '@' .. epoch, ARGV[i], 'EX', ARGV[1]) end
+return epoch
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +75,28 @@ async def _load(db: Database, claims: Claims) -> tuple[str, str]:
 
 async def resolve_actor(
     db: Database,
-    redis: Redis,
+    redis: GuardedRedis,
     claims: Claims,
     cached_user: bytes | None,
     cached_session: bytes | None,
+    epoch: str | None,
 ) -> Actor:
-    """The Actor for verified claims, or 401 when revoked, deleted or not approved."""
+    """The Actor for verified claims, or 401 when revoked, deleted or not approved.
+
+    `epoch`: the one the cached state was read under (None: Redis was not reached, so the
+    state is not cached either)."""
     if cached_user is None or cached_session is None:
         user_state, session_state = await _load(db, claims)
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.set(user_key(claims.user_id), user_state, ex=CACHE_TTL, nx=True)
-                pipe.set(session_key(claims.sid), session_state, ex=CACHE_TTL, nx=True)
-                await pipe.execute()
-            AUTH_OUTAGE.ok()
-        except (RedisError, OSError) as error:
-            AUTH_OUTAGE.failed(error)
+        if epoch is not None and not redis.guard.down:
+            try:
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.set(f"{user_key(claims.user_id)}@{epoch}", user_state, ex=CACHE_TTL,
+                             nx=True)
+                    pipe.set(f"{session_key(claims.sid)}@{epoch}", session_state,
+                             ex=CACHE_TTL, nx=True)
+                    await pipe.execute()
+            except (RedisError, OSError) as error:
+                redis.guard.failed(error)
     else:
         user_state, session_state = cached_user.decode(), cached_session.decode()
     return actor_from_state(claims, user_state, session_state)
@@ -102,18 +114,19 @@ def actor_from_state(claims: Claims, user_state: str, session_state: str) -> Act
     return Actor(id=claims.user_id, role=Role(role), sid=claims.sid)
 
 
-async def publish(redis: Redis, values: dict[str, str]) -> None:
-    """After a commit: overwrite cached state so the next request, on any worker, sees it."""
-    if not values:
+async def publish(redis: GuardedRedis, values: dict[str, str]) -> None:
+    """After a commit: overwrite cached state so the next request, on any worker, sees it.
+    With Redis down this is skipped: the epoch moves on when it is back."""
+    if not values or not await usable(redis):
         return
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for key, value in values.items():
-                pipe.set(key, value, ex=CACHE_TTL)
-            await pipe.execute()
+        script = redis.register_script(_PUBLISH_LUA)
+        await script(keys=[EPOCH_KEY, *values], args=[CACHE_TTL, *values.values()])
     except (RedisError, OSError) as error:
-        # The database already holds the change; cached entries expire within CACHE_TTL.
+        # The database already holds the change; the old state is unreachable once the
+        # epoch moves on (when this process reaches Redis again).
         log.error("could not publish auth state change to Redis (%d keys): %r", len(values), error)
+        redis.guard.failed(error)
 
 
 def revoked_sessions(sids: Iterable[str]) -> dict[str, str]:

@@ -4,9 +4,10 @@ At-least-once delivery plus dedupe: a row is inserted (unique dedupe key) in the
 transaction as the change it reports, and delivered after commit. A sender claims rows by
 moving them from pending to sending under its own token in one UPDATE, so two workers never
 send the same row. A failure puts the row back to pending with a backoff, up to MAX_ATTEMPTS,
-then marks it failed. A claim older than STALE_CLAIM (the sender died) is claimable again.
-The one window left: a crash after the SMTP server accepted a message and before the row is
-marked sent — that message is sent again.
+then marks it failed. A claim older than EMAIL_CLAIM_TIMEOUT (the sender died) is claimable
+again. Each row is marked sent as soon as the SMTP server accepted it, so the one window left
+is a crash between that acceptance and that commit (at most the messages in flight, one per
+SMTP connection) — those messages are sent again.
 """
 
 from __future__ import annotations
@@ -32,15 +33,14 @@ from ..models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcn
 log = logging.getLogger("taskapi.outbox")
 
 MAX_ATTEMPTS = 6
-STALE_CLAIM = timedelta(minutes=2)
 # Rows are claimed a chunk at a time, so a sender that dies strands at most one chunk
-# (until STALE_CLAIM); everything after it stays pending for the next run.
+# (until the claim times out); everything after it stays pending for the next run.
 CHUNK = 50
 
 
-def backoff(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, 4 min … capped at an hour."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+def backoff(attempts: int, base: float = 30.0) -> timedelta:
+    """30 s, 1 min, 2 min, 4 min … (with the default base) capped at an hour."""
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 3600))
 
 
 def insert_ignore(dialect: str, rows: Sequence[dict[str, Any]]) -> Any:
@@ -75,16 +75,18 @@ async def add_email(session: AsyncSession, settings: Settings, **fields: Any) ->
     return str(row["dedupe_key"])
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
+def _claimable(now: datetime, claim_timeout: timedelta) -> ColumnElement[bool]:
     return or_(
         and_(EmailOutbox.status == EmailStatus.PENDING, EmailOutbox.next_attempt_at <= now),
-        and_(EmailOutbox.status == EmailStatus.SENDING, EmailOutbox.claimed_at < now - STALE_CLAIM),
+        and_(EmailOutbox.status == EmailStatus.SENDING,
+             EmailOutbox.claimed_at < now - claim_timeout),
     )
 
 
-async def _claim(db: Database, now: datetime, keys: Sequence[str] | None, limit: int) -> str:
+async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence[str] | None,
+                 limit: int) -> str:
     token = uuid.uuid4().hex
-    condition = _claimable(now)
+    condition = _claimable(now, timedelta(seconds=settings.email_claim_timeout))
     if keys is not None:
         condition = and_(condition, EmailOutbox.dedupe_key.in_(keys))
     else:
@@ -112,7 +114,7 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
             total.update(await deliver(db, settings, mailer, keys=keys[start:start + CHUNK],
                                        now=now))
         return total
-    token = await _claim(db, now, keys, limit)
+    token = await _claim(db, settings, now, keys, limit)
     async with db.session(write=False) as session:
         rows = (await session.scalars(
             select(EmailOutbox).where(EmailOutbox.claim_token == token).order_by(EmailOutbox.id)
@@ -130,8 +132,17 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
             await mailer.send(message)
         except Exception as error:  # any SMTP/network failure: retried with backoff
             results[row.id] = f"{type(error).__name__}: {error}"[:1000]
-        else:
-            results[row.id] = None
+            return
+        results[row.id] = None  # accepted: recorded even if the mark below is interrupted
+        # Marked at once, not with the rest of the chunk: a sender killed mid-chunk would
+        # otherwise leave every message it had already sent to be sent again.
+        async with db.transaction(write=True) as session:
+            await session.execute(
+                update(EmailOutbox).where(EmailOutbox.id == row.id,
+                                          EmailOutbox.claim_token == token)
+                .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None,
+                        last_error=None)
+                .execution_options(synchronize_session=False))
 
     try:
         await asyncio.gather(*(send(row) for row in rows))
@@ -139,25 +150,25 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
         # Also when cancelled (a stopping worker past its grace period): mark what the server
         # accepted, so no rerun sends it again, and release the rest now rather than leaving
         # it claimed until STALE_CLAIM. Shielded: a second cancel must not cut the UPDATE.
-        outcome = await asyncio.shield(_record(db, token, rows, results, now))
+        outcome = await asyncio.shield(_record(db, settings, token, rows, results, now))
     return outcome
 
 
-async def _record(db: Database, token: str, rows: Sequence[EmailOutbox],
+async def _record(db: Database, settings: Settings, token: str, rows: Sequence[EmailOutbox],
                   results: dict[int, str | None], now: datetime) -> Counter[str]:
     """Write each claimed row's outcome: sent, retry later, failed for good, or (no result:
     interrupted before the server answered) pending again, the attempt not counted."""
     outcome: Counter[str] = Counter()
-    sent_at = utcnow()
+    retry_base = settings.email_retry_base
     async with db.transaction(write=True) as session:
         sent = [row.id for row in rows if row.id in results and results[row.id] is None]
         if sent:
             await session.execute(
                 update(EmailOutbox).where(EmailOutbox.id.in_(sent),
                                           EmailOutbox.claim_token == token)
-                .values(status=EmailStatus.SENT, sent_at=sent_at, claim_token=None,
+                .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None,
                         last_error=None)
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False))  # those not marked yet
             outcome["sent"] = len(sent)
         interrupted = [row.id for row in rows if row.id not in results]
         if interrupted:
@@ -180,7 +191,8 @@ async def _record(db: Database, token: str, rows: Sequence[EmailOutbox],
                 update(EmailOutbox).where(EmailOutbox.id == row.id,
                                           EmailOutbox.claim_token == token)
                 .values(status=EmailStatus.FAILED if final else EmailStatus.PENDING,
-                        next_attempt_at=now + backoff(row.attempts), claim_token=None,
+                        next_attempt_at=now + backoff(row.attempts, retry_base),
+                        claim_token=None,
                         last_error=error)
                 .execution_options(synchronize_session=False))
         await _settle_reports(session, rows, results)

@@ -8,6 +8,8 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from ..outage import GuardedRedis
+
 log = logging.getLogger("taskapi.queue")
 
 
@@ -17,9 +19,14 @@ async def enqueue(redis: ArqRedis, job: str, *args: Any, job_id: str | None = No
     Call only after commit, so the worker never runs ahead of the data it needs. Returns
     False when Redis could not take the job (logged).
     """
+    if isinstance(redis, GuardedRedis) and redis.guard.down:
+        log.error("could not enqueue %s%r (job id %s): Redis is down", job, args, job_id)
+        return False
     try:
         await redis.enqueue_job(job, *args, _job_id=job_id)
     except (RedisError, OSError) as error:
         log.error("could not enqueue %s%r (job id %s): %r", job, args, job_id, error)
+        if isinstance(redis, GuardedRedis):
+            redis.guard.failed(error)
         return False
     return True

@@ -1,0 +1,118 @@
+"""Email faults with a real `taskapi worker` process: SMTP down for a while, and the worker
+killed (SIGKILL) in the middle of a batch. Every email arrives exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from taskapi.models import EmailOutbox, EmailStatus
+from taskapi.services import outbox
+from tests.faults import GatedSMTPSink, SMTPServer, eventually, start_worker
+from tests.helpers import cli_env, run_cli, serve, stop_process
+
+
+def _env(tmp_path: Path, database_url: str, redis_url: str, smtp_port: int,
+         **extra: str) -> dict[str, str]:
+    return cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                   TASKAPI_REDIS_URL=redis_url, TASKAPI_SMTP_HOST="127.0.0.1",
+                   TASKAPI_SMTP_PORT=str(smtp_port), TASKAPI_SMTP_STARTTLS="false",
+                   TASKAPI_EMAIL_RETRY_BASE="1", TASKAPI_EMAIL_SWEEP_INTERVAL="2", **extra)
+
+
+async def _rows(db: Any) -> list[EmailOutbox]:
+    async with db.session(write=False) as session:
+        return list(await session.scalars(select(EmailOutbox).order_by(EmailOutbox.id)))
+
+
+def _assert_each_once(sink: GatedSMTPSink, rows: list[EmailOutbox]) -> None:
+    assert all(row.status == EmailStatus.SENT for row in rows)
+    received = Counter(message["Message-ID"] for message in sink.messages)
+    assert received == Counter({row.message_id: 1 for row in rows})
+
+
+async def test_mail_queued_while_smtp_is_down_is_delivered_once_when_it_returns(tmp_path: Path, database_url: str, redis_url: str, redis_sync, db) -> None:  # type: ignore[no-untyped-def]
+    sink = GatedSMTPSink()
+    smtp = SMTPServer(sink)  # not started: connections are refused
+    env = _env(tmp_path, database_url, redis_url, smtp.port)
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        with serve(env, "--no-worker") as base:
+            for i in range(6):
+                response = httpx.post(base + "/register", json={
+                    "username": f"newcomer{i}", "email": f"newcomer{i}@example.test",
+                    "password": "long enough password"})
+                assert response.status_code == 201
+
+        async def all_failed_once() -> bool:
+            rows = await _rows(db)
+            return len(rows) == 6 and all(r.status == EmailStatus.PENDING and r.attempts >= 1
+                                          and r.last_error for r in rows)
+
+        await eventually(all_failed_once, "every welcome email to fail against the dead SMTP")
+        smtp.start()
+
+        async def all_sent() -> list[EmailOutbox] | None:
+            rows = await _rows(db)
+            return rows if all(r.status == EmailStatus.SENT for r in rows) else None
+
+        rows = await eventually(all_sent, "the sweeper to send everything once SMTP is back")
+        # Another sweep finds nothing to send.
+        extra = await asyncio.to_thread(run_cli, "jobs", "run", "deliver_pending_emails",
+                                        env=env)
+        assert extra.returncode == 0, extra.stderr
+        _assert_each_once(sink, await _rows(db))
+        assert {m["To"] for m in sink.messages} == {r.to_address for r in rows}
+    finally:
+        stop_process(worker)
+        smtp.stop()
+
+
+async def test_worker_killed_mid_batch_rerun_completes_without_duplicates(tmp_path: Path, database_url: str, redis_url: str, redis_sync, db, settings) -> None:  # type: ignore[no-untyped-def]
+    sink = GatedSMTPSink(accept_first=5)  # then the server stalls
+    smtp = SMTPServer(sink)
+    smtp.start()
+    env = _env(tmp_path, database_url, redis_url, smtp.port, TASKAPI_EMAIL_CLAIM_TIMEOUT="3")
+    async with db.transaction() as session:
+        for i in range(20):
+            await outbox.add_email(session, settings, kind="welcome", dedupe_key=f"batch:{i}",
+                                   to=f"person{i}@example.test", template="welcome",
+                                   username=f"person{i}", role="employee")
+    first = start_worker(env, tmp_path / "worker-1.log")
+    try:
+        async def five_sent() -> bool:
+            rows = await _rows(db)
+            return sum(r.status == EmailStatus.SENT for r in rows) == 5
+
+        await eventually(five_sent, "the first five emails to be accepted and marked sent")
+        rows = await _rows(db)
+        assert Counter(r.status for r in rows) == {EmailStatus.SENT: 5, EmailStatus.SENDING: 15}
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop_process(first)
+        if first.returncode != -signal.SIGKILL:
+            sink.release.set()
+            smtp.stop()
+    sink.release.set()  # the stalled deliveries end: their client is gone
+    sink.accept_first = None
+    second = start_worker(env, tmp_path / "worker-2.log")
+    try:
+        async def all_sent() -> bool:
+            return all(r.status == EmailStatus.SENT for r in await _rows(db))
+
+        await eventually(all_sent, "the rerun to send what the killed worker had claimed")
+        extra = await asyncio.to_thread(run_cli, "jobs", "run", "deliver_pending_emails",
+                                        env=env)
+        assert extra.returncode == 0, extra.stderr
+        _assert_each_once(sink, await _rows(db))
+    finally:
+        stop_process(second)
+        sink.release.set()
+        smtp.stop()
