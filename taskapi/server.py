@@ -45,7 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "graceful_timeout": 30,
     "keep_alive_timeout": 75,
     "include_server_header": False,
-    "h11_max_incomplete_size": HEAD_BYTES,  # see limits.py: the app explains 414/431
+    "h11_max_incomplete_size": HEAD_BYTES,
+    # hypercorn's default accept backlog (100) overflowed under 1,000 connecting clients
+    # (SYNs dropped, connect retried after 1 s); the kernel caps it at net.core.somaxconn.
+    "backlog": 2048,  # see limits.py: the app explains 414/431
     "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s',
 }
 _WORKERS = {"uvloop": uvloop_worker, "asyncio": asyncio_worker}
