@@ -38,6 +38,7 @@ class Access:
     body: Callable[[Any], Any] | None = None  # from the test's context
     hidden: frozenset[str] = frozenset()  # refused with 404 rather than 403
     ok: tuple[int, ...] = (200, 201, 202, 204)
+    refused_as: int | None = None  # one status for every refused role (not a JWT gate)
 
 
 def _new_account(_ctx: Any) -> dict[str, str]:
@@ -51,6 +52,9 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("health.healthz", "GET"): Access(ANYONE),
     ("health.readyz", "GET"): Access(ANYONE),
     ("openapi", "GET"): Access(ANYONE),
+    # No role opens it: only a client address in METRICS_ALLOW or METRICS_TOKEN (covered in
+    # tests/test_metrics.py); every caller here, token or not, gets the unknown-URL 404.
+    ("metrics.metrics", "GET"): Access(frozenset(), refused_as=404),
     ("docs.docs_page", "GET"): Access(ANYONE),
     ("docs.docs_init", "GET"): Access(ANYONE),
     ("docs.static", "GET"): Access(ANYONE),
@@ -184,8 +188,8 @@ async def test_only_the_listed_roles_get_through(app, client, make_user, db, ope
         if role in access.allowed:
             assert response.status_code in access.ok, (*where, await response.get_data())
             continue
-        expected = 401 if role in ("anonymous", "unapproved") else (
-            404 if role in access.hidden else 403)
+        expected = access.refused_as or (401 if role in ("anonymous", "unapproved") else (
+            404 if role in access.hidden else 403))
         assert response.status_code == expected, where
         assert response.content_type == PROBLEM, where
         assert await _snapshot(db) == before, where  # a refused call changes nothing
