@@ -72,7 +72,7 @@ async def test_nginx_forwards_the_client_ip_the_rate_limit_keys_on(nginx_front, 
     user = await make_user("employee")
     env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
                   TASKAPI_REDIS_URL=redis_url, TASKAPI_TRUSTED_PROXIES="127.0.0.1",
-                  TASKAPI_RATE_LIMIT_LOGIN="3/minute")
+                  TASKAPI_RATE_LIMIT_LOGIN="3/hour")
     with serve(env, "--workers", "2", port=upstream):
         def login(client: httpx.Client, spoof: str | None = None) -> int:
             headers = {"X-Forwarded-For": spoof} if spoof else {}
