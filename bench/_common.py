@@ -239,9 +239,11 @@ def _status_kb(pid: int, field: str) -> int | None:
     return None
 
 
-def _cpu_seconds(pid: int) -> float | None:
+def _cpu_seconds(pid: int, tid: int | None = None) -> float | None:
+    """utime + stime of a process, or of one of its threads (`tid`)."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        fields = Path(path).read_text().rpartition(")")[2].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -279,6 +281,12 @@ def worker_pids(serve_pid: int) -> list[int]:
 def worker_cpu(serve_pid: int) -> float:
     """CPU seconds of the serve process and all its children."""
     return sum(r["cpu_s"] or 0.0 for r in server_processes(serve_pid))
+
+
+def loop_cpu(serve_pid: int) -> float:
+    """CPU seconds of the workers' main threads (the event loops), without their helper
+    threads (aiosqlite's per-connection threads, asyncio.to_thread's pool)."""
+    return sum(_cpu_seconds(pid, pid) or 0.0 for pid in worker_pids(serve_pid))
 
 
 def print_processes(title: str, procs: list[dict[str, Any]]) -> None:
@@ -388,15 +396,16 @@ def measure(name: str, wrk: str, base: str, script: Path, *, threads: int, conne
     if warmup > 0:
         warm = run_wrk(wrk, base, script, threads=threads, connections=connections,
                        duration=warmup)
-    cpu0 = worker_cpu(server_pid)
+    cpu0, loop0 = worker_cpu(server_pid), loop_cpu(server_pid)
     rcpu0 = redis_cpu(redis_url) if redis_url else None
     res = run_wrk(wrk, base, script, threads=threads, connections=connections,
                   duration=duration)
-    cpu1 = worker_cpu(server_pid)
+    cpu1, loop1 = worker_cpu(server_pid), loop_cpu(server_pid)
     rcpu1 = redis_cpu(redis_url) if redis_url else None
     res["name"], res["connections"] = name, connections
     res["server_cpu_s"] = cpu1 - cpu0
     res["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / max(res["requests"], 1)
+    res["loop_cpu_us_per_req"] = (loop1 - loop0) * 1e6 / max(res["requests"], 1)
     res["redis_cpu_s"] = (rcpu1 - rcpu0) if rcpu0 is not None and rcpu1 is not None else None
     res["warmup"] = ({"requests": warm["requests"], "non2xx": warm["non2xx"],
                       "statuses": warm["statuses"], "socket_errors": warm["socket_errors"]}
@@ -407,7 +416,8 @@ def measure(name: str, wrk: str, base: str, script: Path, *, threads: int, conne
     log(f"{name:12s} c={connections:<4d} {res['rps']:8.0f} req/s  "
         f"p50 {res['lat_us']['p50'] / 1000:7.2f} ms  p99 {res['lat_us']['p99'] / 1000:7.2f} ms  "
         f"non2xx {res['non2xx']}  sockerr {res['socket_errors']}  "
-        f"CPU {res['server_cpu_us_per_req']:.0f} us/req  "
+        f"CPU {res['server_cpu_us_per_req']:.0f} us/req "
+        f"(event loops {res['loop_cpu_us_per_req']:.0f})  "
         f"log lines {res['server_log_lines']} (ERROR {res['server_log_errors']})")
     return res
 

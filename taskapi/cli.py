@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,12 +61,14 @@ def serve(host: str | None, port: int | None, workers: int | None, config_path: 
     from .worker_runner import InProcessWorker
 
     settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    access_log = logging.getLogger("hypercorn.access").isEnabledFor(logging.INFO)
     try:
-        config = build_config(config_path, host=host, port=port, workers=workers)
+        config = build_config(config_path, host=host, port=port, workers=workers,
+                              access_log=access_log)
     except ServeConfigError as exc:
         click.echo(f"taskapi: configuration error: {exc}", err=True)
         sys.exit(2)
-    configure_logging(settings.log_level, settings.log_format)
     if settings.env == "development":
         upgrade(settings.sqlalchemy_url)
 

@@ -10,13 +10,17 @@ upgrade cannot wait), so every session that may write takes the write lock up fr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import Executable, event
+from sqlalchemy import Engine, event, make_url
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,13 +28,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+T = TypeVar("T")
+
 LOCK_TIMEOUT_S = 10.0
 _IMMEDIATE = "taskapi_begin_immediate"
 _NO_BEGIN = "taskapi_single_statement"
+# Threads that run units of work on SQLite (Database.run). SQLite runs with the GIL released,
+# the ORM work around it holds it: more threads than this add switching, not throughput.
+SQLITE_READ_THREADS = 4
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so "begin" below decides the mode.
         dbapi_connection.isolation_level = None
@@ -44,7 +53,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, busy_timeout_ms: int) -> None:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         if options.get("isolation_level") == "AUTOCOMMIT" or options.get(_NO_BEGIN):
@@ -61,7 +70,7 @@ def create_engine(url: str, lock_timeout: float = LOCK_TIMEOUT_S, **kwargs: Any)
         kwargs.setdefault("pool_size", 32)
         kwargs.setdefault("max_overflow", 32)
         engine = create_async_engine(url, connect_args={"timeout": lock_timeout}, **kwargs)
-        _install_sqlite_hooks(engine, int(lock_timeout * 1000))
+        _install_sqlite_hooks(engine.sync_engine, int(lock_timeout * 1000))
         return engine
     kwargs.setdefault("pool_size", 16)
     kwargs.setdefault("max_overflow", 16)
@@ -85,11 +94,31 @@ class Database:
 
     engine: AsyncEngine
     write_engine: AsyncEngine | None = None
+    # SQLite only: the same file through the stdlib driver, for Database.run: on threads,
+    # and on the event loop (one connection, no busy timeout).
+    sync_engine: Engine | None = None
+    inline_engine: Engine | None = None
+    _threads: dict[str, ThreadPoolExecutor] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         writer = (self.write_engine or self.engine).execution_options(**{_IMMEDIATE: True})
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = async_sessionmaker(writer, expire_on_commit=False)
+        if self.sync_engine is not None and self.inline_engine is not None:
+            modes: list[tuple[str, dict[str, bool]]] = [
+                ("read", {}), ("write", {_IMMEDIATE: True}), ("single", {_NO_BEGIN: True})]
+            self._sync_engines = {
+                prefix + mode: engine.execution_options(**options)
+                for prefix, engine in (("", self.sync_engine), ("inline-", self.inline_engine))
+                for mode, options in modes
+            }
+            # Write transactions queue in one thread (FIFO, like the single write connection)
+            # rather than in SQLite's busy handler; reads and single statements, which hold
+            # no lock between statements, run side by side.
+            self._threads = {
+                "read": ThreadPoolExecutor(SQLITE_READ_THREADS, "taskapi-db-read"),
+                "write": ThreadPoolExecutor(1, "taskapi-db-write"),
+            }
 
     @classmethod
     def from_url(cls, url: str, lock_timeout: float = LOCK_TIMEOUT_S, **kwargs: Any) -> Database:
@@ -97,7 +126,15 @@ class Database:
             # Writers queued behind a held lock give up too (503): 60 s by default.
             writer = create_engine(url, lock_timeout, pool_size=1, max_overflow=0,
                                    pool_timeout=max(6 * lock_timeout, 5.0))
-            return cls(create_engine(url, lock_timeout, **kwargs), writer)
+            sync_url = make_url(url).set(drivername="sqlite")
+            threaded = create_sync_engine(
+                sync_url, pool_size=SQLITE_READ_THREADS + 1, max_overflow=0,
+                connect_args={"timeout": lock_timeout, "check_same_thread": False})
+            _install_sqlite_hooks(threaded, int(lock_timeout * 1000))
+            inline = create_sync_engine(sync_url, pool_size=1, max_overflow=1,
+                                        connect_args={"timeout": 0})
+            _install_sqlite_hooks(inline, 0)
+            return cls(create_engine(url, lock_timeout, **kwargs), writer, threaded, inline)
         return cls(create_engine(url, lock_timeout, **kwargs))
 
     def session(self, *, write: bool) -> AsyncSession:
@@ -109,24 +146,77 @@ class Database:
         async with self.session(write=write) as session, session.begin():
             yield session
 
-    async def write_once(self, statement: Executable) -> int:
-        """Run one writing statement as its own transaction; the number of rows it changed.
+    async def run(self, work: Callable[[Connection], T], *, write: bool = False,
+                  single: bool = False, inline: bool = False) -> T:
+        """`work`, plain synchronous Core statements on a Connection, as one unit of work;
+        its return value. (Core, not an ORM Session: the Session's unit-of-work machinery
+        costs some 200 µs of CPU per call, ten times the SQL of a primary-key read.)
 
-        On SQLite no BEGIN is sent, so the statement commits by itself inside the driver's
-        call: the write lock is held for the microseconds the statement runs in the driver
-        thread, not across the awaits of a BEGIN … COMMIT, each of which waits its turn on an
-        event loop busy with other requests (under load that held the lock for tens of ms per
-        write and queued every writer of both processes behind it). Holding no lock between
-        awaits, these statements need not queue for the single write connection either: they
-        use the main pool, and meet other writers only inside SQLite's busy handler.
+        One transaction, committed when `work` returns and rolled back if it raises
+        (`write`: it takes SQLite's write lock up front, BEGIN IMMEDIATE). `single`: no
+        transaction around the statements, each commits by itself: for work whose one
+        writing statement comes first, so that on SQLite the write lock is held only while
+        that statement runs. Return plain values: objects are detached afterwards. `work` may
+        be run twice (see `inline`), so it must do nothing but database work.
+
+        SQLite: the whole of `work` runs in one call, through the stdlib driver, on a worker
+        thread (write transactions queued on one, the rest on SQLITE_READ_THREADS). Through
+        aiosqlite every statement costs three or four hand-offs between the event loop and a
+        connection thread (cursor, execute, fetch, close, plus BEGIN and COMMIT), each a
+        thread wake-up and a GIL hand-over; under load those cost more CPU than the SQL.
+
+        `inline` (SQLite): work the caller knows to be a few index lookups (a primary key,
+        one user's tasks) runs right here on the event loop: the SQL takes microseconds,
+        less than the hand-off to a thread, and the Python around it holds the GIL on a
+        thread too. It never waits there: its connection has no busy timeout, and work that
+        meets a lock is rolled back and run again on a thread, which waits the normal busy
+        timeout. Unbounded work (a text search over all tasks, counts over the whole table)
+        must not be inline: it would stall every request of the worker.
+
+        PostgreSQL: the same code through AsyncConnection.run_sync, each statement awaited
+        on asyncpg (`inline` changes nothing).
         """
-        async with self.engine.connect() as conn:
-            single = await conn.execution_options(**{_NO_BEGIN: True})
-            result = await single.execute(statement)
-            await single.commit()
-            return int(getattr(result, "rowcount", 0))
+        if self.sync_engine is None:
+            async with self.engine.connect() as conn:
+                if single:
+                    result = await conn.run_sync(work)
+                    await conn.commit()
+                    return result
+                async with conn.begin():
+                    return await conn.run_sync(work)
+        mode = "single" if single else "write" if write else "read"
+        if inline:
+            try:
+                return _run_sqlite(self._sync_engines["inline-" + mode], work, single)
+            except OperationalError as exc:
+                if not _sqlite_busy(exc):
+                    raise
+        pool = self._threads["write" if write else "read"]
+        return await asyncio.get_running_loop().run_in_executor(
+            pool, _run_sqlite, self._sync_engines[mode], work, single)
 
     async def dispose(self) -> None:
+        for pool in self._threads.values():
+            pool.shutdown(wait=True)
+        for engine in (self.sync_engine, self.inline_engine):
+            if engine is not None:
+                engine.dispose()
         await self.engine.dispose()
         if self.write_engine is not None:
             await self.write_engine.dispose()
+
+
+def _run_sqlite(engine: Engine, work: Callable[[Connection], T], single: bool) -> T:
+    with engine.connect() as conn:
+        if single:
+            result = work(conn)
+            conn.commit()  # no BEGIN was sent: nothing is pending on SQLite's side
+            return result
+        with conn.begin():
+            return work(conn)
+
+
+def _sqlite_busy(exc: OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (primary codes 5 and 6, any extended code)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (5, 6)

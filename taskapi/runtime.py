@@ -22,8 +22,8 @@ def db_session(*, write: bool | None = None) -> AsyncSession:
     """The request's session, opened on first use and closed at teardown.
 
     Requests that may write (POST/PUT/PATCH/DELETE) get a session whose transactions begin
-    IMMEDIATE on SQLite, unless `write=False` (a handler whose writes go through
-    Database.write_once); reads stay deferred so they never queue behind writers.
+    IMMEDIATE on SQLite, unless `write=False`; reads stay deferred so they never queue
+    behind writers. (The hot task routes skip this session: see Database.run.)
     """
     session: AsyncSession | None = g.get("db_session")
     if session is None:

@@ -59,12 +59,14 @@ class ServeConfigError(Exception):
 
 
 def build_config(path: Path | None = None, *, host: str | None = None, port: int | None = None,
-                 workers: int | None = None) -> Config:
+                 workers: int | None = None, access_log: bool = True) -> Config:
     """hypercorn's Config: DEFAULTS, then the file, then the command line.
 
     The log destinations in a file (accesslog/errorlog) are replaced by the "hypercorn.access"
     and "hypercorn.error" loggers (picklable by name), so hypercorn's lines go through our
-    handlers and formats, JSON included; its access_log_format is kept.
+    handlers and formats, JSON included; its access_log_format is kept. `access_log=False`
+    (a log level above INFO, where the lines would be dropped anyway): no access logger, as
+    hypercorn builds each line's fields before the logger decides (3-5 % of a cached read).
     """
     values = dict(DEFAULTS)
     if path is not None:
@@ -85,7 +87,7 @@ def build_config(path: Path | None = None, *, host: str | None = None, port: int
                                f"{' or '.join(_WORKERS)}")
     config = Config.from_mapping(values)
     config.application_path = "asgi:app"
-    config.accesslog = logging.getLogger("hypercorn.access")
+    config.accesslog = logging.getLogger("hypercorn.access") if access_log else None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
 

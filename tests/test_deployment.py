@@ -161,7 +161,9 @@ def test_serve_config_precedence(tmp_path: Path) -> None:
     repo = build_config(REPO / "hypercorn.toml")
     assert repo.bind == ["0.0.0.0:8000"] and repo.workers == 2 and repo.graceful_timeout == 30
     assert "xff=" in repo.access_log_format
-    assert not isinstance(repo.accesslog, str)  # our logger, not hypercorn's "-" stream
+    assert repo.accesslog.name == "hypercorn.access"  # our logger, not hypercorn's "-" stream
+    # Above INFO no access logger at all: hypercorn would build every line's fields first.
+    assert build_config(REPO / "hypercorn.toml", access_log=False).accesslog is None
     flags = build_config(REPO / "hypercorn.toml", port=9001, workers=5)
     assert flags.bind == ["127.0.0.1:9001"] and flags.workers == 5
     assert build_config(host="::1", port=1).bind == ["[::1]:1"]

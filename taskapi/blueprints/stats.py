@@ -7,7 +7,7 @@ from quart_schema import document_response, tag
 
 from ..auth import actor, prefetch, prefetched, require_role
 from ..models import Role
-from ..runtime import db_session, runtime
+from ..runtime import runtime
 from ..schemas.tasks import Stats
 from ..services.stats import get_stats_cached, stats_spec
 from .common import entry_response
@@ -22,4 +22,4 @@ bp = Blueprint("stats", __name__)
 @document_response(Stats)
 async def stats() -> Response:
     """Counts of users and tasks, per status, overdue, and pending approvals."""
-    return entry_response(await get_stats_cached(db_session(), runtime(), actor(), prefetched()))
+    return entry_response(await get_stats_cached(runtime(), actor(), prefetched()))

@@ -44,8 +44,8 @@ def _query() -> TaskListQuery:
 @document_response(list[TaskOut])
 async def list_tasks() -> Response:
     """All tasks, filtered and sorted; keyset pages via `Link` rel=next, `X-Total-Count`."""
-    entry = await tasks.list_tasks_cached(db_session(), runtime(), actor(), canonical_query(),
-                                          _query, mine=False, prefetched=prefetched())
+    entry = await tasks.list_tasks_cached(runtime(), actor(), canonical_query(), _query,
+                                          mine=False, prefetched=prefetched())
     return entry_response(entry)
 
 
@@ -57,8 +57,8 @@ async def list_tasks() -> Response:
 @document_response(list[TaskOut])
 async def my_tasks() -> Response:
     """Your tasks (same filters; `assigned_user_id` is always you)."""
-    entry = await tasks.list_tasks_cached(db_session(), runtime(), actor(), canonical_query(),
-                                          _query, mine=True, prefetched=prefetched())
+    entry = await tasks.list_tasks_cached(runtime(), actor(), canonical_query(), _query,
+                                          mine=True, prefetched=prefetched())
     return entry_response(entry)
 
 
@@ -81,8 +81,7 @@ async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
 @document_response(TaskOut)
 async def get_task(task_id: int) -> Response:
     """One task: its assignee, managers and admins (anyone else gets 404). Also /tasks/{id}."""
-    entry = await tasks.get_task_cached(db_session(), runtime(), actor(), task_id,
-                                        prefetched())
+    entry = await tasks.get_task_cached(runtime(), actor(), task_id, prefetched())
     return entry_response(entry)
 
 
@@ -103,7 +102,7 @@ async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
 @validate_response(TaskOut)
 async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
     """Set the status (assignee, managers, admins); nothing else can change here."""
-    return await tasks.set_status(db_session(write=False), runtime(), actor(), task_id, data)
+    return await tasks.set_status(runtime(), actor(), task_id, data)
 
 
 @bp.put("/task/<int:task_id>/assign")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 
 from ..cache import CacheSpec, Entry, Lookup, cached, tasks_version, users_version
 from ..context import AppContext
@@ -13,19 +13,20 @@ from .authstate import Actor
 from .authz import STAFF, require
 
 
-async def get_stats(session: AsyncSession, actor: Actor) -> Stats:
+def get_stats(conn: Connection, actor: Actor) -> Stats:
+    """Synchronous: one unit of work for Database.run (every count in one snapshot)."""
     require(actor, *STAFF)
     now = utcnow()
-    users_row = (await session.execute(select(
+    users_row = (conn.execute(select(
         func.count(User.id),
         func.count(User.id).filter(User.is_approved.is_(False)),
     ))).one()
     by_status = {status.value: 0 for status in TaskStatus}
-    for status, count in await session.execute(
+    for status, count in conn.execute(
         select(Task.status, func.count(Task.id)).group_by(Task.status)
     ):
         by_status[TaskStatus(status).value] = int(count)
-    overdue = await session.scalar(select(func.count(Task.id)).where(
+    overdue = conn.scalar(select(func.count(Task.id)).where(
         Task.status != TaskStatus.COMPLETED, Task.deadline < now)) or 0
     return Stats(
         total_users=int(users_row[0]),
@@ -41,12 +42,12 @@ async def get_stats(session: AsyncSession, actor: Actor) -> Stats:
 STATS_TTL = 30
 
 
-async def get_stats_cached(session: AsyncSession, ctx: AppContext, actor: Actor,
+async def get_stats_cached(ctx: AppContext, actor: Actor,
                            prefetched: Lookup | None = None) -> Entry:
     require(actor, *STAFF)
 
     async def build() -> Entry:
-        return Entry.of((await get_stats(session, actor)).model_dump_json())
+        return await ctx.db.run(lambda conn: Entry.of(get_stats(conn, actor).model_dump_json()))
 
     return await cached(ctx.cache, stats_spec(), build, prefetched)
 

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, case, func, literal, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Integer,
+    Table,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..cache import (
@@ -102,24 +117,59 @@ async def update_task(session: AsyncSession, ctx: AppContext, actor: Actor, task
     return TaskOut.model_validate(task)
 
 
-async def set_status(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
+# Prebuilt Core statements for the hot status route: no per-request statement building, no ORM
+# identity map; the rows go straight into TaskOut. (Bind names differ from the column names,
+# which UPDATE reserves for its SET clause.)
+_TASKS = cast(Table, Task.__table__)
+_OUT = [_TASKS.c[name] for name in TaskOut.model_fields]
+_SELECT_ONE = select(*_OUT).where(_TASKS.c.id == bindparam("b_id"))
+
+
+def _status_update(assignee_only: bool) -> Executable:
+    where = [_TASKS.c.id == bindparam("b_id"), _TASKS.c.status != bindparam("b_status")]
+    if assignee_only:
+        where.append(_TASKS.c.assigned_user_id == bindparam("b_user"))
+    return (update(_TASKS).where(*where)
+            .values(status=bindparam("b_status"), updated_at=bindparam("b_now"),
+                    completed_at=bindparam("b_done"))
+            .returning(*_OUT))
+
+
+_SET_STATUS = {False: _status_update(False), True: _status_update(True)}
+
+
+async def set_status(ctx: AppContext, actor: Actor, task_id: int,
                      data: TaskStatusUpdate) -> TaskOut:
     """The assignee, managers and admins; only the status (and completed_at) changes.
 
-    One conditional UPDATE (see Database.write_once), then the task is read back: a task the
-    caller may not see is changed by nothing and answers 404 like any other route."""
+    One conditional UPDATE … RETURNING that commits by itself (Database.run, single): a task
+    the caller may not see is changed by nothing and answers 404 like any other route. The
+    write and the cache bump after it are shielded from a client that disconnects in
+    between: a committed change always moves the versions, so no reader sees the old list.
+    """
     status = TaskStatus(data.status)
-    visible = [] if actor.role in STAFF else [Task.assigned_user_id == actor.id]
-    changed = await ctx.db.write_once(
-        update(Task)
-        .where(Task.id == task_id, Task.status != status, *visible)
-        .values(status=status, updated_at=utcnow(),
-                completed_at=utcnow() if status == TaskStatus.COMPLETED else None)
-    )
-    task = await _get(session, actor, task_id)
-    if changed:
-        await _after_write(ctx, task.id, task.assigned_user_id)
-    return TaskOut.model_validate(task)
+    now = utcnow()
+    params = {"b_id": task_id, "b_status": status, "b_now": now, "b_user": actor.id,
+              "b_done": now if status == TaskStatus.COMPLETED else None}
+    change = _SET_STATUS[actor.role not in STAFF]
+
+    def work(conn: Connection) -> tuple[TaskOut, bool]:
+        row = conn.execute(change, params).one_or_none()
+        if row is not None:
+            return TaskOut.model_validate(row._asdict()), True
+        # Nothing changed: already at that status, or not there for this caller.
+        row = conn.execute(_SELECT_ONE, params).one_or_none()
+        if row is None or not (actor.role in STAFF or row.assigned_user_id == actor.id):
+            raise not_found("task")
+        return TaskOut.model_validate(row._asdict()), False
+
+    async def write_and_bump() -> TaskOut:
+        task, changed = await ctx.db.run(work, single=True, inline=True)  # by primary key
+        if changed:
+            await _after_write(ctx, task.id, task.assigned_user_id)
+        return task
+
+    return await asyncio.shield(write_and_bump())
 
 
 async def assign_task(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
@@ -160,7 +210,7 @@ def _sort(sort: str) -> tuple[list[Any], bool]:
     return [_STATUS_RANK], False
 
 
-def _cursor_values(task: Task, sort: str) -> list[Any]:
+def _cursor_values(task: TaskOut, sort: str) -> list[Any]:
     if sort.endswith("created_at"):
         return [task.created_at.isoformat(), task.id]
     if sort.endswith("deadline"):
@@ -172,60 +222,83 @@ def _rank(status: TaskStatus) -> int:
     return [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED].index(status)
 
 
-def _after(sort: str, values: list[Any]) -> ColumnElement[bool]:
-    exprs, descending = _sort(sort)
+def _cursor_params(sort: str, values: list[Any]) -> dict[str, Any]:
+    """The cursor's (sort key, id), typed; a cursor that does not fit the sort is a 422."""
     first, last_id = values
     try:
-        if sort == "status":
-            key: Any = literal(int(first))
-        else:
-            key = literal(datetime.fromisoformat(str(first)), UTCDateTime())
-        last_id = int(last_id)
+        key = int(first) if sort == "status" else datetime.fromisoformat(str(first))
+        return {"p_key": key, "p_last": int(last_id)}
     except (TypeError, ValueError):
         raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.") from None
-    row, bound = tuple_(*exprs, Task.id), tuple_(key, literal(last_id))
-    return row < bound if descending else row > bound
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def list_tasks(session: AsyncSession, actor: Actor, query: TaskListQuery,
-                     *, mine: bool) -> Page[TaskOut]:
-    """`mine`: the caller's tasks (any role); otherwise all tasks (admins, managers)."""
+# The filters a list query may carry, as the bind parameters of its statements.
+_FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
+    "p_user": lambda: Task.assigned_user_id == bindparam("p_user"),
+    "p_status": lambda: Task.status == bindparam("p_status"),
+    "p_due_before": lambda: Task.deadline < bindparam("p_due_before"),
+    "p_due_after": lambda: Task.deadline >= bindparam("p_due_after"),
+    "p_q": lambda: or_(Task.title.ilike(bindparam("p_q"), escape="\\"),
+                       Task.description.ilike(bindparam("p_q"), escape="\\")),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _list_statements(filters: frozenset[str], sort: str,
+                     after: bool) -> tuple[Executable, Executable]:
+    """(count, page) for one shape of list query, built once: a query's values are only
+    bound. Building and coercing the statement cost more CPU than running it (2^5 filter
+    sets x 5 sorts x cursor or not: a few hundred shapes at most)."""
+    conditions = [_FILTERS[name]() for name in sorted(filters)]
+    count = select(func.count(Task.id)).where(*conditions)
+    exprs, descending = _sort(sort)
+    if after:
+        key = bindparam("p_key", type_=Integer() if sort == "status" else UTCDateTime())
+        row, bound = tuple_(*exprs, Task.id), tuple_(key, bindparam("p_last", type_=Integer()))
+        conditions.append(row < bound if descending else row > bound)
+    order = [e.desc() if descending else e.asc() for e in (*exprs, Task.id)]
+    page = (select(*_OUT).where(*conditions).order_by(*order)
+            .limit(bindparam("p_limit", type_=Integer())))
+    return count, page
+
+
+def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
+               *, mine: bool) -> Page[TaskOut]:
+    """`mine`: the caller's tasks (any role); otherwise all tasks (admins, managers).
+
+    Synchronous: one unit of work for Database.run (the count and the page in one snapshot).
+    """
     if not mine:
         require(actor, *STAFF)
-    conditions: list[ColumnElement[bool]] = []
+    params: dict[str, Any] = {}
     if mine:  # the caller, whatever the query says: no filter or cursor can widen it
-        conditions.append(Task.assigned_user_id == actor.id)
+        params["p_user"] = actor.id
     elif query.assigned_user_id is not None:
-        conditions.append(Task.assigned_user_id == query.assigned_user_id)
+        params["p_user"] = query.assigned_user_id
     if query.status is not None:
-        conditions.append(Task.status == TaskStatus(query.status))
+        params["p_status"] = TaskStatus(query.status)
     if query.due_before is not None:
-        conditions.append(Task.deadline < query.due_before)
+        params["p_due_before"] = query.due_before
     if query.due_after is not None:
-        conditions.append(Task.deadline >= query.due_after)
+        params["p_due_after"] = query.due_after
     if query.q:
-        pattern = f"%{_escape_like(query.q)}%"
-        conditions.append(or_(Task.title.ilike(pattern, escape="\\"),
-                              Task.description.ilike(pattern, escape="\\")))
-    total = await session.scalar(select(func.count(Task.id)).where(*conditions)) or 0
+        params["p_q"] = f"%{_escape_like(query.q)}%"
+    count, page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
+    total = conn.scalar(count, params) or 0
     if query.cursor:
-        conditions.append(_after(query.sort, decode_cursor(query.cursor, 2)))
-    exprs, descending = _sort(query.sort)
-    order = [e.desc() if descending else e.asc() for e in (*exprs, Task.id)]
-    rows = list(await session.scalars(
-        select(Task).where(*conditions).order_by(*order).limit(query.limit + 1)
-    ))
+        params.update(_cursor_params(query.sort, decode_cursor(query.cursor, 2)))
+    rows = conn.execute(page, {**params, "p_limit": query.limit + 1}).all()
     more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    next_cursor = encode_cursor(_cursor_values(rows[-1], query.sort)) if more else None
-    return Page([TaskOut.model_validate(t) for t in rows], next_cursor, total)
+    items = _ROWS.validate_python([row._asdict() for row in rows[: query.limit]])
+    next_cursor = encode_cursor(_cursor_values(items[-1], query.sort)) if more else None
+    return Page(items, next_cursor, total)
 
 
-_TASK_LIST = TypeAdapter(list[TaskOut])
+_TASK_LIST = _ROWS = TypeAdapter(list[TaskOut])
 
 
 def mine_spec(user_id: int, variant: str) -> CacheSpec:
@@ -241,7 +314,7 @@ def task_spec(task_id: int) -> CacheSpec:
     return CacheSpec(f"c:task:{task_id}", [task_version(task_id)])
 
 
-async def list_tasks_cached(session: AsyncSession, ctx: AppContext, actor: Actor, variant: str,
+async def list_tasks_cached(ctx: AppContext, actor: Actor, variant: str,
                             parse: Callable[[], TaskListQuery], *, mine: bool,
                             prefetched: Lookup | None = None) -> Entry:
     """list_tasks as a serialized response, from the cache when its versions still match.
@@ -252,24 +325,32 @@ async def list_tasks_cached(session: AsyncSession, ctx: AppContext, actor: Actor
         require(actor, *STAFF)
     spec = mine_spec(actor.id, variant) if mine else all_spec(variant)
 
-    async def build() -> Entry:
-        page = await list_tasks(session, actor, parse(), mine=mine)
+    def build_page(conn: Connection, query: TaskListQuery) -> Entry:
+        page = list_tasks(conn, actor, query, mine=mine)
         return Entry.of(_TASK_LIST.dump_json(page.items).decode(), total=str(page.total),
                         next=page.next_cursor or "")
+
+    async def build() -> Entry:
+        query = parse()  # a 422 before any database work
+        # One user's tasks are a short index range; all tasks (a text search) may be a scan.
+        return await ctx.db.run(lambda conn: build_page(conn, query), inline=mine)
 
     return await cached(ctx.cache, spec, build, prefetched)
 
 
-async def get_task_cached(session: AsyncSession, ctx: AppContext, actor: Actor, task_id: int,
+async def get_task_cached(ctx: AppContext, actor: Actor, task_id: int,
                           prefetched: Lookup | None = None) -> Entry:
     """One task as a serialized response; visibility is checked on every request."""
 
-    async def build() -> Entry:
-        task = await session.get(Task, task_id)
-        if task is None:
+    def load(conn: Connection) -> Entry:
+        row = conn.execute(_SELECT_ONE, {"b_id": task_id}).one_or_none()
+        if row is None:
             raise not_found("task")
-        return Entry.of(TaskOut.model_validate(task).model_dump_json(),
-                        assignee=str(task.assigned_user_id or ""))
+        return Entry.of(TaskOut.model_validate(row._asdict()).model_dump_json(),
+                        assignee=str(row.assigned_user_id or ""))
+
+    async def build() -> Entry:
+        return await ctx.db.run(load, inline=True)  # by primary key
 
     entry = await cached(ctx.cache, task_spec(task_id), build, prefetched)
     if not may_see_entry(actor, entry):
