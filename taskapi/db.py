@@ -174,16 +174,17 @@ class Database:
         must not be inline: it would stall every request of the worker.
 
         PostgreSQL: the same code through AsyncConnection.run_sync, each statement awaited
-        on asyncpg (`inline` changes nothing).
+        on asyncpg; only `write` work gets a transaction (`inline` changes nothing).
         """
         if self.sync_engine is None:
             async with self.engine.connect() as conn:
-                if single:
-                    result = await conn.run_sync(work)
-                    await conn.commit()
-                    return result
-                async with conn.begin():
-                    return await conn.run_sync(work)
+                if write:
+                    async with conn.begin():
+                        return await conn.run_sync(work)
+                # Each statement commits by itself: no BEGIN and COMMIT round trips. (At
+                # READ COMMITTED a transaction would not give reads one snapshot anyway.)
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await auto.run_sync(work)
         mode = "single" if single else "write" if write else "read"
         if inline:
             try:
