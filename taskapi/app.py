@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     settings.check()
     configure_logging(settings.log_level, settings.log_format)
 
-    app = Quart("taskapi")
+    app = Quart("taskapi", static_folder=None)  # no default /static route: nothing to serve
     app.url_map.converters.update(CONVERTERS)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

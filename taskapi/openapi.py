@@ -2,7 +2,8 @@
 
 quart-schema documents the success responses it validates. The errors are added here, from
 what the route is: rate limited (429), authenticated (401) and role-gated (403), addressed by
-an id (404), reading a body (400, 413, 422) or a query string (422), plus what a route
+an id (404), reading a body (400, 413, 422) or a query string (422), using the database
+(503), plus what a route
 declares with `@problems(...)` (409, …). Errors are application/problem+json (`Problem`).
 """
 
@@ -62,6 +63,8 @@ _STATUS_HEADERS = {
     401: {"WWW-Authenticate": _header("`Bearer realm=\"taskapi\"`.", _STRING, True)},
     429: {"Retry-After": _header("Seconds until the window resets.",
                                  {"type": "string", "pattern": "^[0-9]+$"}, True)},
+    503: {"Retry-After": _header("Seconds to wait before retrying (database busy or down).",
+                                 {"type": "string", "pattern": "^[0-9]+$"})},
     201: {"Location": _header("The new resource.", _STRING, True)},
     202: {"Location": _header("Where to follow the job.", _STRING, True)},
 }
@@ -137,7 +140,9 @@ class Provider(OpenAPIProvider):
                         operation: dict[str, Any]) -> set[int]:
         statuses = {414, 431, *getattr(func, PROBLEMS_ATTRIBUTE, ())}  # every request head
         if rule.endpoint not in UNLIMITED_ENDPOINTS:
-            statuses.add(429)
+            # Rate limited, and reads the database (a lock held past DB_LOCK_TIMEOUT, or the
+            # database down: 503 database_unavailable with Retry-After).
+            statuses |= {429, 503}
         roles = getattr(func, ROLES_ATTRIBUTE, None)
         if roles is not None:
             statuses.add(401)

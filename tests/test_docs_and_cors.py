@@ -35,6 +35,15 @@ async def test_openapi_is_31_with_bearer_scheme_and_no_mirror(client) -> None:  
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert "/healthz" in spec["paths"] and "/readyz" in spec["paths"]
     assert not [p for p in spec["paths"] if p.startswith("/api/v1") or "static" in p]
+    # Every API operation documents the 503 a busy or unreachable database gives.
+    status_update = spec["paths"]["/task/{task_id}/status"]["put"]["responses"]["503"]
+    assert "Retry-After" in status_update["headers"]
+    assert "503" not in spec["paths"]["/healthz"]["get"]["responses"]
+    undocumented = [(path, method) for path, item in spec["paths"].items()
+                    for method, operation in item.items()
+                    if path not in ("/healthz", "/readyz", "/docs", "/openapi.json", "/metrics")
+                    and "503" not in operation["responses"]]
+    assert undocumented == []
 
 
 async def test_cors_preflight_only_for_listed_origins(make_settings, redis_sync) -> None:  # type: ignore[no-untyped-def]

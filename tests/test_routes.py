@@ -58,7 +58,6 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("docs.docs_page", "GET"): Access(ANYONE),
     ("docs.docs_init", "GET"): Access(ANYONE),
     ("docs.static", "GET"): Access(ANYONE),
-    ("static", "GET"): Access(ANYONE, ok=(404,)),  # Quart's default; there is no folder
     ("auth.register", "POST"): Access(ANYONE, _new_account),
     ("auth.login", "POST"): Access(ANYONE, lambda c: {"email": c.other.email,
                                                       "password": PASSWORD}),
@@ -110,7 +109,7 @@ async def test_every_route_has_an_entry_in_the_table(app) -> None:  # type: igno
 async def test_every_api_route_is_mirrored_under_api_v1(app) -> None:  # type: ignore[no-untyped-def]
     rules = {(r.rule, tuple(sorted(r.methods or ()))) for r in app.url_map.iter_rules()}
     root_only = {"/healthz", "/readyz", "/docs", "/docs/init.js", "/openapi.json", "/metrics",
-                 "/docs/static/<path:filename>", "/static/<path:filename>"}
+                 "/docs/static/<path:filename>"}
     missing = [rule for rule, methods in rules
                if not rule.startswith(API_PREFIX) and rule not in root_only
                and (API_PREFIX + rule, methods) not in rules]
