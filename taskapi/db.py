@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, event, make_url
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -98,6 +98,8 @@ class Database:
     # and on the event loop (one connection, no busy timeout).
     sync_engine: Engine | None = None
     inline_engine: Engine | None = None
+    # PostgreSQL only: connections in autocommit, for Database.run's reads and statements.
+    autocommit_engine: AsyncEngine | None = None
     _threads: dict[str, ThreadPoolExecutor] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -135,7 +137,14 @@ class Database:
                                         connect_args={"timeout": 0})
             _install_sqlite_hooks(inline, 0)
             return cls(create_engine(url, lock_timeout, **kwargs), writer, threaded, inline)
-        return cls(create_engine(url, lock_timeout, **kwargs))
+        # Per process at most 24 + 16 connections (a PostgreSQL default allows 100 in all).
+        sessions = create_engine(url, lock_timeout, **{"pool_size": 12, "max_overflow": 12,
+                                                       **kwargs})
+        # No checkout ping on the hot path (a round trip per request): Database.run runs
+        # its work again on a new connection when the pooled one turns out dead.
+        autocommit = create_engine(url, lock_timeout, pool_size=8, max_overflow=8,
+                                   isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        return cls(sessions, autocommit_engine=autocommit)
 
     def session(self, *, write: bool) -> AsyncSession:
         return (self.write_sessions if write else self.read_sessions)()
@@ -177,14 +186,20 @@ class Database:
         on asyncpg; only `write` work gets a transaction (`inline` changes nothing).
         """
         if self.sync_engine is None:
-            async with self.engine.connect() as conn:
-                if write:
-                    async with conn.begin():
-                        return await conn.run_sync(work)
-                # Each statement commits by itself: no BEGIN and COMMIT round trips. (At
-                # READ COMMITTED a transaction would not give reads one snapshot anyway.)
-                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                return await auto.run_sync(work)
+            if write:
+                async with self.engine.connect() as conn, conn.begin():
+                    return await conn.run_sync(work)
+            # Each statement commits by itself: no BEGIN and COMMIT round trips. (At READ
+            # COMMITTED a transaction would not give reads one snapshot anyway.)
+            try:
+                return await self._autocommit(work)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A pooled connection the server had dropped (a restart): SQLAlchemy has
+                # discarded the whole pool; once more on a new connection. (Had the server
+                # committed a statement just before, it runs twice: see the docstring.)
+                return await self._autocommit(work)
         mode = "single" if single else "write" if write else "read"
         if inline:
             try:
@@ -196,12 +211,20 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(
             pool, _run_sqlite, self._sync_engines[mode], work, single)
 
+    async def _autocommit(self, work: Callable[[Connection], T]) -> T:
+        async with (self.autocommit_engine or self.engine).connect() as conn:
+            if self.autocommit_engine is None:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await conn.run_sync(work)
+
     async def dispose(self) -> None:
         for pool in self._threads.values():
             pool.shutdown(wait=True)
         for engine in (self.sync_engine, self.inline_engine):
             if engine is not None:
                 engine.dispose()
+        if self.autocommit_engine is not None:
+            await self.autocommit_engine.dispose()
         await self.engine.dispose()
         if self.write_engine is not None:
             await self.write_engine.dispose()

@@ -127,6 +127,26 @@ async def test_inline_work_never_waits_on_the_event_loop(database_url: str, db: 
     assert await db.run(lambda s: list(s.scalars(select(Task.title)))) == ["t2"]
 
 
+async def test_run_survives_a_dropped_pooled_connection(db: Database) -> None:
+    """PostgreSQL: Database.run's pool pings nothing at checkout; when the server has dropped
+    the pooled connections (a restart), the work runs again on a new one and succeeds."""
+    if db.autocommit_engine is None:
+        pytest.skip("PostgreSQL only")
+    pids = await asyncio.gather(*(db.run(lambda c: c.scalar(text("select pg_backend_pid()")))
+                                  for _ in range(3)))
+    async with db.engine.connect() as admin:
+        killed = (await admin.execute(text(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity where pid = any(:p)"),
+            {"p": list(set(pids))})).scalar()
+    assert killed == len(set(pids)) >= 1
+    await asyncio.sleep(0.2)
+    again = await db.run(lambda c: c.scalar(text("select pg_backend_pid()")))
+    assert again not in pids
+    # Still an error when the work itself is wrong: only a dead connection is retried.
+    with pytest.raises(Exception, match="no_such_table"):
+        await db.run(lambda c: c.execute(text("select * from no_such_table")))
+
+
 async def test_ids_are_never_reused(db: Database) -> None:
     async with db.transaction() as session:
         user = User(username="gone", email="gone@example.test", password_hash="x")

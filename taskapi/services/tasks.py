@@ -153,20 +153,19 @@ async def set_status(ctx: AppContext, actor: Actor, task_id: int,
               "b_done": now if status == TaskStatus.COMPLETED else None}
     change = _SET_STATUS[actor.role not in STAFF]
 
-    def work(conn: Connection) -> tuple[TaskOut, bool]:
+    def work(conn: Connection) -> TaskOut:
         row = conn.execute(change, params).one_or_none()
-        if row is not None:
-            return TaskOut.model_validate(row._asdict()), True
-        # Nothing changed: already at that status, or not there for this caller.
-        row = conn.execute(_SELECT_ONE, params).one_or_none()
-        if row is None or not (actor.role in STAFF or row.assigned_user_id == actor.id):
-            raise not_found("task")
-        return TaskOut.model_validate(row._asdict()), False
+        if row is None:  # nothing changed: already at that status, or not this caller's
+            row = conn.execute(_SELECT_ONE, params).one_or_none()
+            if row is None or not (actor.role in STAFF or row.assigned_user_id == actor.id):
+                raise not_found("task")
+        return TaskOut.model_validate(row._asdict())
 
     async def write_and_bump() -> TaskOut:
-        task, changed = await ctx.db.run(work, single=True, inline=True)  # by primary key
-        if changed:
-            await _after_write(ctx, task.id, task.assigned_user_id)
+        task = await ctx.db.run(work, single=True, inline=True)  # by primary key
+        # Also when nothing changed: the work may have run twice (Database.run), the first
+        # time committing the change.
+        await _after_write(ctx, task.id, task.assigned_user_id)
         return task
 
     return await asyncio.shield(write_and_bump())
