@@ -6,6 +6,8 @@ cannot get its lock in time fails (and the request answers 503, errors.py) rathe
 waiting for as long as another process holds the lock. A deferred BEGIN that reads before it
 writes fails under concurrency with "database is locked" whatever the busy timeout (the lock
 upgrade cannot wait), so every session that may write takes the write lock up front.
+
+The hot task routes do not use the per-request session: see Database.run.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ LOCK_TIMEOUT_S = 10.0
 _IMMEDIATE = "taskapi_begin_immediate"
 _NO_BEGIN = "taskapi_single_statement"
 # Threads that run units of work on SQLite (Database.run). SQLite runs with the GIL released,
-# the ORM work around it holds it: more threads than this add switching, not throughput.
+# the Python around it holds it: more threads than this add switching, not throughput.
 SQLITE_READ_THREADS = 4
 
 
@@ -161,8 +163,8 @@ class Database:
         its return value. (Core, not an ORM Session: the Session's unit-of-work machinery
         costs some 200 µs of CPU per call, ten times the SQL of a primary-key read.)
 
-        One transaction, committed when `work` returns and rolled back if it raises
-        (`write`: it takes SQLite's write lock up front, BEGIN IMMEDIATE). `single`: no
+        On SQLite one transaction, committed when `work` returns and rolled back if it
+        raises (`write`: it takes the write lock up front, BEGIN IMMEDIATE). `single`: no
         transaction around the statements, each commits by itself: for work whose one
         writing statement comes first, so that on SQLite the write lock is held only while
         that statement runs. Return plain values: objects are detached afterwards. `work` may
