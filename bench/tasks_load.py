@@ -727,7 +727,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=15, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warmup before each")
     parser.add_argument("--connections", default="64,256",
-                        help="comma list for the ratio runs (the mix and the size runs use 64)")
+                        help="comma list for the ratio runs (the mix and the size runs use 64); "
+                             "empty: skip them")
     parser.add_argument("--mix-connections", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="measured runs per endpoint")
     add_common_args(parser)
@@ -893,8 +894,8 @@ def main() -> int:
         profiles: list[dict[str, Any]] = []
         want_profile = pyspy is not None and args.profile != "off"
         if pyspy is not None and want_profile:
-            c0 = args.connections[0]
-            for name, target in RATIO_TARGETS.items():
+            c0 = args.connections[0] if args.connections else 0
+            for name, target in RATIO_TARGETS.items() if c0 else ():
                 if args.profile == "all" or ratios[str(c0)]["ratio"][name] < target:
                     profiles.append(profile(name, pyspy, wrk, base, scripts[name], args, c0,
                                             serve.pid, tmp))

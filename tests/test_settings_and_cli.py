@@ -39,6 +39,30 @@ def test_asgi_import_refuses_weak_secret_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "TASKAPI_SECRET_KEY" in result.stderr
 
 
+def test_served_app_freezes_its_startup_heap(tmp_path: Path, redis_url: str) -> None:
+    """asgi:app (what `taskapi serve` and hypercorn load) moves its startup objects out of
+    the collector's reach, so old-generation collections stay short under load."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio, gc, asgi\n"
+            "async def main():\n"
+            "    before = gc.get_freeze_count()\n"
+            "    await asgi.app.startup()\n"
+            "    try:\n"
+            "        print(before, gc.get_freeze_count())\n"
+            "    finally:\n"
+            "        await asgi.app.shutdown()\n"
+            "asyncio.run(main())\n")
+    env = cli_env(tmp_path, TASKAPI_REDIS_URL=redis_url,
+                  TASKAPI_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, cwd=Path(__file__).parent.parent, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, after = map(int, result.stdout.split())
+    assert before == 0 and after > 50_000  # the imports alone are some 100k objects
+
+
 def test_bad_setting_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKAPI_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ConfigError, match="TASKAPI_TIMEZONE"):
