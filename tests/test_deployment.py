@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -124,6 +125,11 @@ async def test_nginx_does_not_expose_metrics(nginx_front, tmp_path: Path, databa
             assert "taskapi_http" not in response.text
 
 
+def logins_counted(redis: Any) -> int:
+    """Login attempts the limiter has counted, whichever windows they fell in."""
+    return sum(int(redis.get(key) or 0) for key in redis.scan_iter("rl:login:*"))
+
+
 async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
     """Logins are slow on purpose (argon2 in a thread pool): 50 at once take a while."""
     user = await make_user("employee")
@@ -134,10 +140,13 @@ async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_u
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
             calls = [asyncio.ensure_future(client.post("/login", json={
                 "email": user.email, "password": PASSWORD})) for _ in range(50)]
-            # Long enough for every request to be sent and read (a connection the server
-            # has not read a request from yet is not in flight), short enough that most
-            # logins are still hashing.
-            await asyncio.sleep(0.8)
+            # Until the server has read all 50 (each counts against the login limit before
+            # its hash): a request not yet read is not in flight, and a fixed sleep flaked
+            # on a loaded machine. Most logins are still hashing by then.
+            for _ in range(1500):  # 30 s at most
+                if logins_counted(redis_sync) >= 50:
+                    break
+                await asyncio.sleep(0.02)
             answered_before = sum(call.done() for call in calls)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
