@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.faults import RedisServer, serve_logs
-from tests.helpers import cli_env, serve
+from tests.faults import GatedSMTPSink, RedisServer, SMTPServer, serve_logs, start_worker, wait_for
+from tests.helpers import cli_env, serve, stop_process
 
 CLOSE = {"Connection": "close"}  # a new connection per request: both workers answer
 
@@ -152,3 +153,58 @@ async def test_redis_stopped_mid_traffic(outage: str, tmp_path: Path, database_u
     assert 1 <= log.count("Redis unavailable: rate limiting fails open") <= 2
     assert 1 <= log.count("Redis back: cache epoch moved on") <= 2
     assert "Traceback" not in log
+
+
+async def test_worker_outlives_a_redis_restart(tmp_path: Path, database_url: str, redis_server: RedisServer, db) -> None:  # type: ignore[no-untyped-def]
+    """arq's worker ends when its Redis goes away; `taskapi worker` starts a new one when
+    Redis answers again, so mail queued during the outage goes out, once, without an
+    operator. SIGTERM while it waits for Redis ends it at once, cleanly."""
+    sink = GatedSMTPSink()
+    smtp = SMTPServer(sink)
+    smtp.start()
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                  TASKAPI_REDIS_URL=redis_server.url, TASKAPI_SMTP_HOST="127.0.0.1",
+                  TASKAPI_SMTP_PORT=str(smtp.port), TASKAPI_SMTP_STARTTLS="false",
+                  TASKAPI_EMAIL_RETRY_BASE="1", TASKAPI_EMAIL_SWEEP_INTERVAL="2")
+    log_path = tmp_path / "worker.log"
+    worker = start_worker(env, log_path)
+
+    def register(base: str, name: str) -> None:
+        response = httpx.post(base + "/register", json={
+            "username": name, "email": f"{name}@example.test", "password": PASSWORD})
+        assert response.status_code == 201, response.text
+
+    def received() -> int:
+        return len(sink.messages)
+
+    try:
+        with serve(env, "--no-worker") as base:
+            register(base, "before")
+            wait_for(lambda: received() == 1, "the first welcome email")
+            redis_server.stop()
+            register(base, "during")  # recorded in the outbox; Redis cannot take the job
+            wait_for(lambda: "Redis is unreachable" in log_path.read_text(),
+                     "the worker to notice the outage")
+            await asyncio.sleep(1)
+            assert worker.poll() is None, log_path.read_text()
+            redis_server.start()
+            wait_for(lambda: received() == 2, "the email queued during the outage", timeout=40)
+            register(base, "after")
+            wait_for(lambda: received() == 3, "an email after the outage")
+        assert Counter(m["To"] for m in sink.messages) == Counter(
+            f"{name}@example.test" for name in ("before", "during", "after"))
+        log = log_path.read_text()
+        assert log.count("Redis is unreachable") == 1 and "Redis answers again" in log
+        assert "Traceback" not in log, log
+
+        # Redis away again, then SIGTERM while the worker waits for it: a clean exit.
+        redis_server.stop()
+        wait_for(lambda: log_path.read_text().count("Redis is unreachable") == 2,
+                 "the worker to notice the second outage")
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 10) == 0
+        await asyncio.sleep(2.5)  # a sweep interval later: nothing was sent twice
+        assert received() == 3
+    finally:
+        stop_process(worker)
+        smtp.stop()
