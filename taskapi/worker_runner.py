@@ -11,7 +11,9 @@ from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Worker, create_worker
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from settings import Settings
 
@@ -34,92 +36,125 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
 
 
 class WorkerLoop:
-    """arq workers, one after another, until stopped.
+    """arq workers, one after another on one event loop, until stopped.
 
-    arq does not reconnect: when Redis goes away (a restart, a failover) its main loop raises
-    and the worker ends. Jobs and queued emails are not lost with it (arq's jobs live in
-    Redis, emails in the outbox table, marked sent one by one), so the next worker takes
-    over: WorkerLoop waits until Redis answers (logging the outage once, not every try) and
-    starts a new worker on a new event loop. A worker that ends because it was told to stop
-    (SIGTERM/SIGINT, or `stop()`) ends the loop. Errors other than Redis' still raise.
+    arq does not reconnect: when its Redis goes away (a restart, a failover) the worker's
+    main loop raises a connection error and the worker ends. Emails are not lost with it
+    (each is a row in the outbox, marked sent one by one; the sweeper sends what is due) and
+    arq's queue lives in Redis, so the next worker takes over: WorkerLoop logs the outage
+    once, waits until Redis answers and starts a new worker. Jobs that were running when
+    Redis went away keep arq's in-progress mark there until it expires (up to the longest job
+    timeout), then run again; email and report jobs are idempotent through the outbox.
+
+    Only connection errors restart; any other error (a full Redis, a read-only replica, a
+    bug) ends the loop and the process, for its supervisor to see. So do five workers in a
+    row that cannot connect although Redis answers a ping.
+
+    Signals: each worker installs arq's SIGTERM/SIGINT handlers on the shared loop; between
+    workers WorkerLoop's own handlers replace them on the same loop, so a signal is never
+    lost in between and never meets the default action. A worker stopped by a signal or by
+    `stop()` (running jobs get `job_completion_wait` to finish) ends the loop.
     """
 
     MAX_WAIT = 5.0
+    MAX_START_FAILURES = 5
 
     def __init__(self, settings: Settings, redis_url: str, **overrides: Any) -> None:
         self._settings = settings
         self._redis_url = redis_url
         self._overrides = overrides
-        self.stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._current: tuple[Worker, asyncio.AbstractEventLoop] | None = None
+        self._signals = overrides.get("handle_signals", True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._worker: Worker | None = None
+        self._ready = threading.Event()  # the loop exists: stop() can reach it
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)  # arq's Worker takes the current loop
-            worker = build_worker(self._settings, self._redis_url, **self._overrides)
-            with self._lock:
-                self._current = (worker, loop)
-            try:
-                if self.stopping.is_set():
-                    return
-                worker.run()
-                return  # stopped by a signal or stop(): running jobs had their time
-            except (RedisError, OSError) as exc:
-                if self.stopping.is_set():
-                    return
-                log.warning("Redis is unreachable (%s): the worker stopped; it restarts "
-                            "when Redis answers (jobs and emails wait, none is lost)", exc)
-                loop.run_until_complete(_after_lost_redis(worker))
-            finally:
-                with self._lock:
-                    self._current = None
-                loop.close()  # also resets the signals arq handled to their defaults
-                if not worker.allow_pick_jobs:  # a signal reached it while it was failing
-                    self.stopping.set()
-                if self._overrides.get("handle_signals", True):
-                    self._handle_signals()
-            self._wait_for_redis()
+        loop = self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # arq's Worker takes the current loop
+        self._stop = asyncio.Event()
+        self._handle_signals()  # until the first worker installs arq's
+        self._ready.set()
+        failures = 0  # workers in a row that could not connect
+        try:
+            while not self._stop.is_set():
+                worker = self._worker = build_worker(self._settings, self._redis_url,
+                                                     **self._overrides)
+                try:
+                    worker.run()
+                    return  # stopped by a signal or stop(): running jobs had their time
+                except AuthenticationError:
+                    raise  # a ConnectionError to redis-py, but a setting to fix, not an outage
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self._handle_signals()  # before anything else runs on the loop
+                    loop.run_until_complete(_after_lost_redis(worker))
+                    if self._stop.is_set() or not worker.allow_pick_jobs:  # stopped meanwhile
+                        return
+                    # Connected at all? (arq puts its pool in ctx once Redis answered it.)
+                    failed_to_start = "redis" not in worker.ctx
+                    failures = failures + 1 if failed_to_start else 0
+                    if failures >= self.MAX_START_FAILURES:
+                        raise  # Redis answers a ping, yet no worker can connect
+                    if failures <= 1:
+                        log.warning("Redis is unreachable (%s): the worker stopped; a new one "
+                                    "starts when Redis answers (emails wait in the outbox)",
+                                    exc)
+                finally:
+                    self._worker = None
+                loop.run_until_complete(self._wait_for_redis())
+        finally:
+            self._ready.clear()
+            loop.close()
 
     def _handle_signals(self) -> None:
-        """Between workers, SIGTERM/SIGINT end the loop (during one, arq handles them)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda _signum, _frame: self.stopping.set())
+        """Between workers, SIGTERM/SIGINT end the loop (during one, arq's handlers do)."""
+        if self._signals and self._loop is not None and self._stop is not None:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(signum, self._stop.set)
 
-    def _wait_for_redis(self) -> None:
-        from redis import Redis
+    async def _wait_for_redis(self) -> None:
+        from redis.asyncio import Redis
 
+        assert self._stop is not None
+        log.info("waiting for Redis")
         delay = 0.25
         client = Redis.from_url(self._redis_url, socket_connect_timeout=2, socket_timeout=2)
         try:
-            while not self.stopping.wait(delay):
+            while not self._stop.is_set():
                 try:
-                    client.ping()
+                    await client.ping()
                 except (RedisError, OSError):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
                     delay = min(delay * 2, self.MAX_WAIT)
                     continue
-                log.warning("Redis answers again: the worker restarts")
+                log.warning("Redis answers again: a new worker starts")
                 return
         finally:
-            client.close()
+            await client.aclose()
 
     def stop(self) -> None:
         """Like SIGTERM to `taskapi worker`, from another thread: no new jobs, running ones
         get the settings' job_completion_wait to finish, then are cancelled (and requeued)."""
-        self.stopping.set()
-        with self._lock:
-            current = self._current
-        if current is not None:
-            worker, loop = current
-            # Queued even before the worker's loop runs: it then stops as soon as it starts.
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(worker.handle_sig_wait_for_completion, signal.SIGTERM)
+        if not self._ready.wait(10):
+            return
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._stop_in_loop)
+
+    def _stop_in_loop(self) -> None:
+        assert self._stop is not None
+        self._stop.set()
+        if self._worker is not None:  # runs even before the worker's main task starts
+            self._worker.handle_sig_wait_for_completion(signal.SIGTERM)
 
 
 async def _after_lost_redis(worker: Worker) -> None:
     """What arq's close() skips when Redis is gone: the worker's own shutdown (its database
-    engine, its SMTP connections) and its Redis pool."""
+    engine, its SMTP connections) and its Redis pool. (Its jobs are done: close() waited for
+    them, or, for a worker without signal handling, cancelled them, as on any stop.)"""
     for task in worker.tasks.values():
         task.cancel()
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
@@ -128,7 +163,7 @@ async def _after_lost_redis(worker: Worker) -> None:
             await worker.on_shutdown(worker.ctx)
     except Exception:
         log.exception("worker shutdown after losing Redis")
-    pool = worker.ctx.get("redis")
+    pool = worker.pool  # None when the connection failed
     if pool is not None:
         with contextlib.suppress(RedisError, OSError):
             await pool.close(close_connection_pool=True)
