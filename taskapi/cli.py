@@ -93,13 +93,20 @@ def serve(host: str | None, port: int | None, workers: int | None, config_path: 
 @main.command("worker")
 def worker_command() -> None:
     """Run the ARQ worker (emails, reminders, reports) in the foreground."""
+    from redis.exceptions import AuthenticationError
+
     from .logging import configure_logging
     from .worker_runner import run_foreground
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
     with _redis(settings) as url:
-        run_foreground(settings, url)
+        try:
+            run_foreground(settings, url)
+        except AuthenticationError as exc:  # a setting to fix: one line, no traceback
+            click.echo(f"taskapi: Redis refused the worker ({exc}): check the credentials in "
+                       "TASKAPI_REDIS_URL", err=True)
+            sys.exit(2)
 
 
 @main.group()

@@ -64,8 +64,9 @@ class RedisServer:
     its data on shutdown and loads it on start, like a default production Redis, so a
     restart brings back the keys (and cached entries) from before the outage."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.directory = directory
+        self.password = password  # not in `url`: a client must add it
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -75,7 +76,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2)
+        return redis.Redis(port=self.port, socket_timeout=2, password=self.password)
 
     def _answers(self) -> bool:
         try:
@@ -87,7 +88,8 @@ class RedisServer:
         self.process = subprocess.Popen(
             [_redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--save", "3600 1", "--appendonly", "no",
-             "--logfile", str(self.directory / "redis.log")],
+             "--logfile", str(self.directory / "redis.log"),
+             *(("--requirepass", self.password) if self.password else ())],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(self._answers, "redis-server to answer", timeout=10)

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import PASSWORD
 from tests.faults import GatedSMTPSink, RedisServer, SMTPServer, serve_logs, start_worker, wait_for
-from tests.helpers import cli_env, serve, stop_process
+from tests.helpers import cli_env, run_cli, serve, stop_process
 
 CLOSE = {"Connection": "close"}  # a new connection per request: both workers answer
 
@@ -207,3 +207,19 @@ async def test_worker_outlives_a_redis_restart(tmp_path: Path, database_url: str
     finally:
         stop_process(worker)
         smtp.stop()
+
+
+def test_worker_refused_by_redis_says_so_in_one_line(tmp_path: Path, database_url: str) -> None:
+    """Wrong credentials are a setting to fix, not an outage to wait out."""
+    server = RedisServer(tmp_path / "redis", password="not-in-the-url")
+    server.start()
+    try:
+        env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                      TASKAPI_REDIS_URL=server.url)
+        result = run_cli("worker", env=env, timeout=30)
+    finally:
+        server.close()
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("taskapi: Redis refused the worker") and "TASKAPI_REDIS_URL" in last
