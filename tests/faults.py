@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, cli_env, free_port
 
 T = TypeVar("T")
 
@@ -158,3 +158,12 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         return subprocess.Popen([sys.executable, "-m", "taskapi", "worker"], env=env,
                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
+
+def mail_env(tmp_path: Path, database_url: str, redis_url: str, smtp_port: int,
+             **extra: str) -> dict[str, str]:
+    """The environment of a real server or worker that mails through `smtp_port`, with
+    short retry and sweep intervals."""
+    return cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                   TASKAPI_REDIS_URL=redis_url, TASKAPI_SMTP_HOST="127.0.0.1",
+                   TASKAPI_SMTP_PORT=str(smtp_port), TASKAPI_SMTP_STARTTLS="false",
+                   TASKAPI_EMAIL_RETRY_BASE="1", TASKAPI_EMAIL_SWEEP_INTERVAL="2", **extra)

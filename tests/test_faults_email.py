@@ -14,16 +14,8 @@ from sqlalchemy import select
 
 from taskapi.models import EmailOutbox, EmailStatus
 from taskapi.services import outbox
-from tests.faults import GatedSMTPSink, SMTPServer, eventually, start_worker
-from tests.helpers import cli_env, run_cli, serve, stop_process
-
-
-def _env(tmp_path: Path, database_url: str, redis_url: str, smtp_port: int,
-         **extra: str) -> dict[str, str]:
-    return cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
-                   TASKAPI_REDIS_URL=redis_url, TASKAPI_SMTP_HOST="127.0.0.1",
-                   TASKAPI_SMTP_PORT=str(smtp_port), TASKAPI_SMTP_STARTTLS="false",
-                   TASKAPI_EMAIL_RETRY_BASE="1", TASKAPI_EMAIL_SWEEP_INTERVAL="2", **extra)
+from tests.faults import GatedSMTPSink, SMTPServer, eventually, mail_env, start_worker
+from tests.helpers import run_cli, serve, stop_process
 
 
 async def _rows(db: Any) -> list[EmailOutbox]:
@@ -40,7 +32,7 @@ def _assert_each_once(sink: GatedSMTPSink, rows: list[EmailOutbox]) -> None:
 async def test_mail_queued_while_smtp_is_down_is_delivered_once_when_it_returns(tmp_path: Path, database_url: str, redis_url: str, redis_sync, db) -> None:  # type: ignore[no-untyped-def]
     sink = GatedSMTPSink()
     smtp = SMTPServer(sink)  # not started: connections are refused
-    env = _env(tmp_path, database_url, redis_url, smtp.port)
+    env = mail_env(tmp_path, database_url, redis_url, smtp.port)
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         with serve(env, "--no-worker") as base:
@@ -78,7 +70,7 @@ async def test_worker_killed_mid_batch_rerun_completes_without_duplicates(tmp_pa
     sink = GatedSMTPSink(accept_first=5)  # then the server stalls
     smtp = SMTPServer(sink)
     smtp.start()
-    env = _env(tmp_path, database_url, redis_url, smtp.port, TASKAPI_EMAIL_CLAIM_TIMEOUT="3")
+    env = mail_env(tmp_path, database_url, redis_url, smtp.port, TASKAPI_EMAIL_CLAIM_TIMEOUT="3")
     async with db.transaction() as session:
         for i in range(20):
             await outbox.add_email(session, settings, kind="welcome", dedupe_key=f"batch:{i}",

@@ -20,7 +20,15 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.faults import GatedSMTPSink, RedisServer, SMTPServer, serve_logs, start_worker, wait_for
+from tests.faults import (
+    GatedSMTPSink,
+    RedisServer,
+    SMTPServer,
+    mail_env,
+    serve_logs,
+    start_worker,
+    wait_for,
+)
 from tests.helpers import cli_env, run_cli, serve, stop_process
 
 CLOSE = {"Connection": "close"}  # a new connection per request: both workers answer
@@ -162,10 +170,7 @@ async def test_worker_outlives_a_redis_restart(tmp_path: Path, database_url: str
     sink = GatedSMTPSink()
     smtp = SMTPServer(sink)
     smtp.start()
-    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
-                  TASKAPI_REDIS_URL=redis_server.url, TASKAPI_SMTP_HOST="127.0.0.1",
-                  TASKAPI_SMTP_PORT=str(smtp.port), TASKAPI_SMTP_STARTTLS="false",
-                  TASKAPI_EMAIL_RETRY_BASE="1", TASKAPI_EMAIL_SWEEP_INTERVAL="2")
+    env = mail_env(tmp_path, database_url, redis_server.url, smtp.port)
     log_path = tmp_path / "worker.log"
     worker = start_worker(env, log_path)
 

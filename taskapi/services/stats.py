@@ -14,7 +14,8 @@ from .authz import STAFF, require
 
 
 def get_stats(conn: Connection, actor: Actor) -> Stats:
-    """Synchronous: one unit of work for Database.run (every count in one snapshot)."""
+    """Synchronous: one unit of work for Database.run (one snapshot on SQLite; on PostgreSQL
+    each count autocommits, so the counts may straddle a concurrent write)."""
     require(actor, *STAFF)
     now = utcnow()
     users_row = (conn.execute(select(

@@ -59,14 +59,15 @@ _STATUS_RANK = case(
 )
 
 
-def _visible_to(actor: Actor, task: Task) -> bool:
-    return actor.role in STAFF or task.assigned_user_id == actor.id
+def _visible_to(actor: Actor, assignee: int | None) -> bool:
+    """Staff see every task; anyone else only the tasks assigned to them."""
+    return actor.role in STAFF or (assignee is not None and assignee == actor.id)
 
 
 async def _get(session: AsyncSession, actor: Actor, task_id: int) -> Task:
     task = await session.get(Task, task_id)
     # Someone else's task is a 404, not a 403 that would confirm it exists.
-    if task is None or not _visible_to(actor, task):
+    if task is None or not _visible_to(actor, task.assigned_user_id):
         raise not_found("task")
     return task
 
@@ -157,7 +158,7 @@ async def set_status(ctx: AppContext, actor: Actor, task_id: int,
         row = conn.execute(change, params).one_or_none()
         if row is None:  # nothing changed: already at that status, or not this caller's
             row = conn.execute(_SELECT_ONE, params).one_or_none()
-            if row is None or not (actor.role in STAFF or row.assigned_user_id == actor.id):
+            if row is None or not _visible_to(actor, row.assigned_user_id):
                 raise not_found("task")
         return TaskOut.model_validate(row._asdict())
 
@@ -269,7 +270,9 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
                *, mine: bool) -> Page[TaskOut]:
     """`mine`: the caller's tasks (any role); otherwise all tasks (admins, managers).
 
-    Synchronous: one unit of work for Database.run (the count and the page in one snapshot).
+    Synchronous: one unit of work for Database.run (on SQLite the count and the page read one
+    snapshot; on PostgreSQL each autocommits, so a write between them may make the total
+    differ from the pages by that write).
     """
     if not mine:
         require(actor, *STAFF)
@@ -292,12 +295,12 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
         params.update(_cursor_params(query.sort, decode_cursor(query.cursor, 2)))
     rows = conn.execute(page, {**params, "p_limit": query.limit + 1}).all()
     more = len(rows) > query.limit
-    items = _ROWS.validate_python([row._asdict() for row in rows[: query.limit]])
+    items = _TASK_LIST.validate_python([row._asdict() for row in rows[: query.limit]])
     next_cursor = encode_cursor(_cursor_values(items[-1], query.sort)) if more else None
     return Page(items, next_cursor, total)
 
 
-_TASK_LIST = _ROWS = TypeAdapter(list[TaskOut])
+_TASK_LIST = TypeAdapter(list[TaskOut])
 
 
 def mine_spec(user_id: int, variant: str) -> CacheSpec:
@@ -359,4 +362,5 @@ async def get_task_cached(ctx: AppContext, actor: Actor, task_id: int,
 
 def may_see_entry(actor: Actor, entry: Entry) -> bool:
     """Whether `actor` may be given this cached task (entries are shared between callers)."""
-    return actor.role in STAFF or entry.meta.get("assignee") == str(actor.id)
+    assignee = entry.meta.get("assignee")
+    return _visible_to(actor, int(assignee) if assignee else None)
