@@ -119,17 +119,28 @@ class GatedSMTPSink:
         self.accept_first = accept_first
         self.release = threading.Event()
         self.messages: list[Any] = []
+        self.held: list[Any] = []  # the SMTP sessions (aiosmtpd servers) waiting for release
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         from email import message_from_bytes, policy
 
         if self.accept_first is not None and len(self.messages) >= self.accept_first:
             # The sink runs in aiosmtpd's thread and loop; the test sets a threading.Event.
+            self.held.append(server)
             await asyncio.to_thread(self.release.wait)
-            if server.transport is None or server.transport.is_closing():
+            if self._gone(server):
                 return "451 the client went away"
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
+
+    @staticmethod
+    def _gone(server: Any) -> bool:
+        return server.transport is None or server.transport.is_closing()
+
+    def held_clients_gone(self) -> bool:
+        """Whether aiosmtpd has seen every held session's client disconnect: release only
+        then, or a held message of a killed client may still count as accepted."""
+        return all(self._gone(server) for server in self.held)
 
 
 class SMTPServer:

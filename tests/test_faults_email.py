@@ -14,7 +14,14 @@ from sqlalchemy import select
 
 from taskapi.models import EmailOutbox, EmailStatus
 from taskapi.services import outbox
-from tests.faults import GatedSMTPSink, SMTPServer, eventually, mail_env, start_worker
+from tests.faults import (
+    GatedSMTPSink,
+    SMTPServer,
+    eventually,
+    mail_env,
+    start_worker,
+    wait_for,
+)
 from tests.helpers import run_cli, serve, stop_process
 
 
@@ -92,7 +99,10 @@ async def test_worker_killed_mid_batch_rerun_completes_without_duplicates(tmp_pa
         if first.returncode != -signal.SIGKILL:
             sink.release.set()
             smtp.stop()
-    sink.release.set()  # the stalled deliveries end: their client is gone
+    # The stalled deliveries end once the SMTP server has seen their client go away (the
+    # kernel closes a killed process's sockets at once; aiosmtpd notices a little later).
+    wait_for(sink.held_clients_gone, "the SMTP server to see the killed worker disconnect")
+    sink.release.set()
     sink.accept_first = None
     second = start_worker(env, tmp_path / "worker-2.log")
     try:
