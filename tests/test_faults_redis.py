@@ -143,6 +143,15 @@ async def test_redis_stopped_mid_traffic(outage: str, tmp_path: Path, database_u
                 await asyncio.sleep(0.1)
             assert redis_server.client().dbsize() > 0  # the old keys came back
 
+            def every_worker_back() -> bool:
+                # Each worker that saw the outage probes every 0.5 s; until its probe moves
+                # the epoch on it answers from the database, which would not test the cache.
+                log = serve_logs(tmp_path)
+                return log.count("Redis back: cache epoch moved on") >= log.count(
+                    "Redis unavailable: rate limiting fails open") > 0
+
+            wait_for(every_worker_back, "every worker to use Redis again", timeout=10)
+
             # Nothing cached before the outage is served after it.
             for user in employees:
                 assert await _mine(client, user, 8) == {(tasks[user.id], "completed")}
