@@ -2,7 +2,7 @@
 
 import sys
 
-from settings import ConfigError
+from taskapi.config import ConfigError
 
 try:
     from taskapi.app import create_app, settle_heap

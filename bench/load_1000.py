@@ -158,7 +158,7 @@ def main() -> int:
     exit_code = 0
     try:
         pg_created = fresh_database(args, env, tmp, tapi)
-        from taskapi.passwords import _hasher
+        from taskapi.core.passwords import _hasher
 
         employee_ids, manager_ids = asyncio.run(
             seed_users(sa_url, args.employees, args.managers, _hasher().hash(PASSWORD)))

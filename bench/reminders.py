@@ -43,7 +43,7 @@ async def seed(url: str, employees: int) -> None:
     sys.path.insert(0, str(REPO))
     from sqlalchemy import insert
 
-    from taskapi.db import Database
+    from taskapi.core.db import Database
     from taskapi.models import Role, Task, TaskStatus, User
 
     db = Database.from_url(url)

@@ -796,7 +796,7 @@ def main() -> int:
         pg_created = fresh_database(args, env, tmp, tapi)
 
         # --- seed directly in the database ---
-        from taskapi.passwords import _hasher
+        from taskapi.core.passwords import _hasher
 
         t0 = time.monotonic()
         password_hash = _hasher().hash(PASSWORD)

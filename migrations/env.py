@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from settings import load_settings
-from taskapi.db import create_engine
+from taskapi.config import load_settings
+from taskapi.core.db import create_engine
 from taskapi.models import Base
 
 config = context.config

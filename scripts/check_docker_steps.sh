@@ -269,7 +269,7 @@ PY
 import asyncpg, tomllib, uvloop
 from pathlib import Path
 from hypercorn.config import Config
-from taskapi.server import build_config
+from taskapi.ops.server import build_config
 data = tomllib.load(open("hypercorn.toml", "rb"))
 unknown = [k for k in data if not hasattr(Config, k)]
 assert not unknown, f"unknown hypercorn keys (silently ignored by hypercorn): {unknown}"

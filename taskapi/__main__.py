@@ -1,3 +1,3 @@
-from taskapi.cli import main
+from taskapi.ops.cli import main
 
 main()

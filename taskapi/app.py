@@ -6,28 +6,28 @@ import asyncio
 import gc
 import logging
 import time
-from typing import Any
 
 from quart import Quart, Response, g, request
 from quart_cors import cors
 from quart_schema import QuartSchema
 
-from settings import Settings, load_settings
-
-from . import __version__, metrics
-from .auth import identify_and_limit
-from .blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
-from .cache import digest
-from .context import AppContext
-from .db import Database
-from .embedded_redis import resolve_redis_url
-from .errors import register_error_handlers
-from .fastpath import STARTED_KEY, CachedReads
-from .limits import CONVERTERS, check_ids, guard_json, head_error
-from .logging import configure_logging, request_id_for, request_id_var
-from .openapi import API_PREFIX, BODY_METHODS, Provider
-from .outage import keep_probing
-from .runtime import EXTENSION_KEY, close_db_session
+from taskapi import __version__
+from taskapi.config import Settings, load_settings
+from taskapi.core import metrics
+from taskapi.core.cache import digest
+from taskapi.core.db import Database
+from taskapi.core.embedded_redis import resolve_redis_url
+from taskapi.core.logs import configure_logging, request_id_for, request_id_var
+from taskapi.core.redis_client import keep_probing
+from taskapi.core.state import AppState
+from taskapi.http.admission import ConcurrencyLimit
+from taskapi.http.blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
+from taskapi.http.cached_reads import STARTED_KEY, CachedReads
+from taskapi.http.current import EXTENSION_KEY, close_db_session
+from taskapi.http.gate import identify_and_limit
+from taskapi.http.limits import CONVERTERS, check_ids, guard_json, head_error
+from taskapi.http.openapi import API_PREFIX, BODY_METHODS, Provider
+from taskapi.http.problems import register_error_handlers
 
 log = logging.getLogger("taskapi")
 
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         JSON_SORT_KEYS=False,
         PROPAGATE_EXCEPTIONS=False,
     )
-    state = AppContext(settings=settings,
+    state = AppState(settings=settings,
                        db=Database.from_url(settings.sqlalchemy_url, settings.db_lock_timeout))
     app.extensions[EXTENSION_KEY] = state
 
@@ -91,27 +91,6 @@ def create_app(settings: Settings | None = None) -> Quart:
     # Cache hits of the cached GET routes are answered before Quart (see fastpath.py).
     app.asgi_app = CachedReads(app, state, app.asgi_app)  # type: ignore[method-assign, assignment]
     return app
-
-
-class ConcurrencyLimit:
-    """At most `limit` HTTP requests of this process run at once; the others wait, in order
-    of arrival, before the app sees them (a waiting request holds no database connection).
-
-    Without it, at 1,000 connections on two workers (bench/load_1000.py) every request
-    entered the app at once and competed for pooled connections and the event loop: on
-    PostgreSQL 21 answered 503 (database unavailable) and 1,956 waited past the client's
-    10 s timeout; with it, none did, at the same throughput."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.slots = asyncio.Semaphore(limit)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        async with self.slots:
-            await self.app(scope, receive, send)
 
 
 def _install_request_hooks(app: Quart) -> None:
@@ -160,7 +139,7 @@ def _install_lifecycle(app: Quart) -> None:
 
     @app.before_serving
     async def _startup() -> None:
-        state: AppContext = app.extensions[EXTENSION_KEY]
+        state: AppState = app.extensions[EXTENSION_KEY]
         url, state.embedded = await asyncio.to_thread(
             resolve_redis_url, state.settings.redis_url, state.settings.data_dir
         )
@@ -170,7 +149,7 @@ def _install_lifecycle(app: Quart) -> None:
 
     @app.after_serving
     async def _shutdown() -> None:
-        state: AppContext = app.extensions[EXTENSION_KEY]
+        state: AppState = app.extensions[EXTENSION_KEY]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

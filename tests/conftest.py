@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,17 @@ from quart import Quart
 from redis import Redis as SyncRedis
 from sqlalchemy import text
 
-from settings import Settings
 from taskapi.app import create_app
-from taskapi.db import create_engine
-from taskapi.embedded_redis import EmbeddedRedis
-from taskapi.migrate import upgrade
+from taskapi.config import Settings
+from taskapi.core.db import create_engine
+from taskapi.core.embedded_redis import EmbeddedRedis
 from taskapi.models import Base
+from taskapi.ops.migrate import upgrade
+from tests.support.ports import port_open
+from tests.support.smtp import SMTPSink, smtp_server
+from tests.support.values import PASSWORD, TEST_SECRET
 
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 PG_URL = os.environ.get("TASKAPI_TEST_DATABASE_URL")
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +38,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TASKAPI_TEST_REDIS_URL")
     if url and url != "embedded":
         yield url
-    elif url != "embedded" and _port_open("127.0.0.1", 6379):
+    elif url != "embedded" and port_open("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/15"
     else:
         with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as embedded:
@@ -135,25 +128,35 @@ async def app(settings: Settings, redis_sync: SyncRedis) -> AsyncIterator[Quart]
 
 
 @pytest.fixture
+def app_with(make_settings: Any, redis_sync: SyncRedis) -> Any:
+    """`async with app_with(**settings) as app:` an app started with these settings overrides."""
+
+    @contextlib.asynccontextmanager
+    async def _app(**overrides: Any) -> AsyncIterator[Quart]:
+        app = create_app(make_settings(**overrides))
+        async with app.test_app() as test_app:
+            yield test_app.app  # type: ignore[misc]
+
+    return _app
+
+
+@pytest.fixture
 def client(app: Quart) -> Any:
     return app.test_client()
 
 
 # --- accounts -----------------------------------------------------------------------------
 
-PASSWORD = "correct horse battery"
-
-
 @pytest.fixture(scope="session")
 def password_hash() -> str:
-    from taskapi.passwords import _hasher
+    from taskapi.core.passwords import _hasher
 
     return _hasher().hash(PASSWORD)
 
 
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Any]:
-    from taskapi.db import Database
+    from taskapi.core.db import Database
 
     database = Database.from_url(database_url)
     yield database
@@ -176,7 +179,7 @@ class Account:
 def make_user(db: Any, settings: Settings, password_hash: str) -> Any:
     from datetime import timedelta
 
-    from taskapi import tokens
+    from taskapi.core import tokens
     from taskapi.models import AuthSession, Role, User, utcnow
 
     counter = iter(range(1, 10_000))
@@ -206,52 +209,8 @@ def make_user(db: Any, settings: Settings, password_hash: str) -> Any:
 
 # --- mail -----------------------------------------------------------------------------------
 
-class SMTPSink:
-    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        from email import message_from_bytes, policy
-
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        self.messages.append(message)
-        return "250 OK"
-
-
-@contextlib.contextmanager
-def smtp_server(handler: SMTPSink) -> Iterator[int]:
-    """aiosmtpd with `handler` on a free loopback port; yields the port."""
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
 def smtp_sink() -> Iterator[tuple[SMTPSink, int]]:
     sink = SMTPSink()
     with smtp_server(sink) as port:
         yield sink, port
-
-
-async def run_worker_burst(settings: Settings, redis_url: str) -> Any:
-    """Run the real ARQ worker until the queue is empty."""
-    from taskapi.worker_runner import build_worker
-
-    # No cron jobs: a minute boundary during the test must not run the sweeper behind its back.
-    worker = build_worker(settings, redis_url, burst=True, handle_signals=False, poll_delay=0.05,
-                          cron_jobs=[])
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
-    return worker

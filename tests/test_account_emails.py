@@ -5,7 +5,8 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from taskapi.app import create_app
-from tests.conftest import PASSWORD, run_worker_burst
+from tests.support.values import PASSWORD
+from tests.support.worker import run_worker_burst
 
 
 def _parts(message: EmailMessage) -> tuple[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from taskapi.models import User
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.support.values import PASSWORD, TEST_SECRET
 
 PROBLEM = "application/problem+json"
 

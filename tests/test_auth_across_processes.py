@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import cli_env, serve
+from tests.support.processes import cli_env, serve
 
 
 def _statuses(base: str, method: str, path: str, headers: dict[str, str], n: int = 16) -> set[int]:

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from taskapi.db import Database
+from taskapi.core.db import Database
 from taskapi.models import Base, Role, Task, User
 
 

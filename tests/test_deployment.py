@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.helpers import REPO, cli_env, free_port, run_cli, serve
+from tests.support.ports import free_port
+from tests.support.processes import REPO, cli_env, run_cli, serve
+from tests.support.values import PASSWORD
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
@@ -162,7 +163,7 @@ async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_u
 
 def test_serve_config_precedence(tmp_path: Path) -> None:
     """Built-in defaults, then the TOML file, then --host/--port/--workers."""
-    from taskapi.server import DEFAULTS, ServeConfigError, build_config
+    from taskapi.ops.server import DEFAULTS, ServeConfigError, build_config
 
     plain = build_config()
     assert plain.bind == ["127.0.0.1:5000"] and plain.workers == 1

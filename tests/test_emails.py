@@ -16,8 +16,9 @@ from taskapi import mail
 from taskapi.app import create_app
 from taskapi.models import EmailOutbox, EmailStatus, ReportRequest, Task, TaskStatus, User
 from taskapi.services import outbox, reminders
-from tests.conftest import PASSWORD, run_worker_burst
-from tests.test_ratelimit import _closed_port
+from tests.support.ports import free_port
+from tests.support.values import PASSWORD
+from tests.support.worker import run_worker_burst
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ async def test_two_workers_at_once_send_each_reminder_once(smtp_settings, smtp_s
     users = [await make_user("employee") for _ in range(30)]
     for user in users:
         await _add_task(db, f"task of {user.id}", user.id)
-    from taskapi.db import Database
+    from taskapi.core.db import Database
 
     other_db = Database.from_url(str(smtp_settings.sqlalchemy_url))  # a second "worker"
     try:
@@ -158,7 +159,7 @@ async def test_one_reminder_per_local_day_at_the_local_hour_across_dst(make_sett
 
 async def test_smtp_down_then_up_delivers_once(make_settings, smtp_sink, redis_sync, db, make_user) -> None:  # type: ignore[no-untyped-def]
     sink, port = smtp_sink
-    down = make_settings(smtp_host="127.0.0.1", smtp_port=_closed_port(), smtp_starttls=False)
+    down = make_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
     up = make_settings(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
     user = await make_user("employee")
     await _add_task(db, "chore", user.id)
@@ -178,7 +179,7 @@ async def test_smtp_down_then_up_delivers_once(make_settings, smtp_sink, redis_s
 
 
 async def test_smtp_down_for_good_marks_the_row_failed(make_settings, redis_sync, db, make_user) -> None:  # type: ignore[no-untyped-def]
-    down = make_settings(smtp_host="127.0.0.1", smtp_port=_closed_port(), smtp_starttls=False)
+    down = make_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
     user = await make_user("employee")
     await _add_task(db, "chore", user.id)
     now = datetime.now(UTC)
@@ -194,7 +195,7 @@ async def test_smtp_down_for_good_marks_the_row_failed(make_settings, redis_sync
 
 async def test_redis_down_at_registration_welcome_goes_out_later(smtp_settings, smtp_sink, make_settings, redis_sync, redis_url, db) -> None:  # type: ignore[no-untyped-def]
     sink, port = smtp_sink
-    offline = make_settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+    offline = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0",
                             smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
     app = create_app(offline)
     async with app.test_app() as test_app:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from taskapi.embedded_redis import EmbeddedRedis, resolve_redis_url, socket_path
+from taskapi.core.embedded_redis import EmbeddedRedis, resolve_redis_url, socket_path
 
 
 def test_two_processes_share_the_embedded_redis(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_two_processes_share_the_embedded_redis(tmp_path: Path) -> None:
         script = textwrap.dedent(f"""
             from pathlib import Path
             from redis import Redis
-            from taskapi.embedded_redis import resolve_redis_url
+            from taskapi.core.embedded_redis import resolve_redis_url
             url, embedded = resolve_redis_url(None, Path({str(data)!r}))
             assert embedded is not None and not embedded.owner, "must join, not start"
             Redis.from_url(url).set("written-by", "child")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from taskapi.app import create_app
-from taskapi.fastpath import CachedReads
+from taskapi.http.cached_reads import CachedReads
 
 # Headers that differ between any two responses, whoever sends them.
 VOLATILE = {"date", "x-request-id"}

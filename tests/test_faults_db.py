@@ -20,9 +20,9 @@ import httpx
 from sqlalchemy import func, select
 
 from taskapi.models import AuthSession, EmailOutbox, Task
-from tests.conftest import PASSWORD
-from tests.faults import serve_logs
-from tests.helpers import cli_env, serve
+from tests.support.faults import serve_logs
+from tests.support.processes import cli_env, serve
+from tests.support.values import PASSWORD
 
 CLOSE = {"Connection": "close"}  # a new connection per request: both workers answer
 

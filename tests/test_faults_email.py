@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from taskapi.models import EmailOutbox, EmailStatus
 from taskapi.services import outbox
-from tests.faults import (
+from tests.support.faults import (
     GatedSMTPSink,
     SMTPServer,
     eventually,
@@ -22,7 +22,7 @@ from tests.faults import (
     start_worker,
     wait_for,
 )
-from tests.helpers import run_cli, serve, stop_process
+from tests.support.processes import run_cli, serve, stop_process
 
 
 async def _rows(db: Any) -> list[EmailOutbox]:

@@ -19,8 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.faults import (
+from tests.support.faults import (
     GatedSMTPSink,
     RedisServer,
     SMTPServer,
@@ -29,7 +28,8 @@ from tests.faults import (
     start_worker,
     wait_for,
 )
-from tests.helpers import cli_env, run_cli, serve, stop_process
+from tests.support.processes import cli_env, run_cli, serve, stop_process
+from tests.support.values import PASSWORD
 
 CLOSE = {"Connection": "close"}  # a new connection per request: both workers answer
 

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.helpers import cli_env, serve
+from tests.support.processes import cli_env, serve
 
 EXAMPLES = int(os.environ.get("TASKAPI_FUZZ_EXAMPLES", "25"))
 ROLES = ("admin", "manager", "employee")

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-
 from taskapi.app import create_app
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.ports import free_port
 
 
 async def test_healthz_and_readyz_ok(client) -> None:  # type: ignore[no-untyped-def]
@@ -21,7 +14,7 @@ async def test_healthz_and_readyz_ok(client) -> None:  # type: ignore[no-untyped
 
 
 async def test_readyz_503_names_redis_when_down(make_settings, redis_sync) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0"))
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     async with app.test_app() as test_app:
         client = test_app.test_client()
         response = await client.get("/readyz")

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.helpers import cli_env, serve
+from tests.support.processes import cli_env, serve
 
 PROBLEM = "application/problem+json"
 MAX_BODY = 64 * 1024

@@ -14,8 +14,8 @@ from sqlalchemy import update
 
 from taskapi.app import create_app
 from taskapi.models import EmailOutbox, EmailStatus
-from tests.helpers import cli_env, free_port, serve
-from tests.test_ratelimit import _closed_port
+from tests.support.ports import free_port
+from tests.support.processes import cli_env, serve
 
 LOOPBACK = {"client": ("127.0.0.1", 40000)}
 TOKEN = "metrics-token-0123456789abcdef"
@@ -106,7 +106,7 @@ async def test_queue_and_outbox_are_read_at_scrape_time(make_settings, redis_syn
 
 
 async def test_redis_down_leaves_the_queue_out_and_says_so(make_settings, redis_sync) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0"))
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     async with app.test_app() as test_app:
         parsed = await scrape(test_app.test_client())
     assert value(parsed, "taskapi_metrics_source_up", source="redis") == 0

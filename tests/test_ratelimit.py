@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 from taskapi.app import create_app
-from tests.conftest import PASSWORD
+from tests.support.ports import free_port
+from tests.support.values import PASSWORD
 
 
 async def _login(client, email: str, password: str = "wrong password", xff: str | None = None):  # type: ignore[no-untyped-def]
@@ -68,16 +67,11 @@ async def test_default_limit_per_user(make_settings, redis_sync, make_user) -> N
         assert (await client.get("/healthz")).status_code == 200
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 async def test_redis_down_auth_from_database_and_revocation_holds(make_settings, redis_sync, make_user, caplog) -> None:  # type: ignore[no-untyped-def]
     user = await make_user("employee")
     other = await make_user("employee")
-    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0",
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0",
                                    rate_limit_login="1/minute"))
     async with app.test_app() as test_app:
         client = test_app.test_client()

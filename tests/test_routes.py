@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from taskapi.app import API_PREFIX
 from taskapi.models import ReportRequest, Task, User
-from tests.conftest import PASSWORD
+from tests.support.values import PASSWORD
 
 PROBLEM = "application/problem+json"
 # "assignee": the employee the task in the URL is assigned to; "employee": any other one.

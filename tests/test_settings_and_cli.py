@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from settings import ConfigError, Settings, load_settings
-from tests.helpers import cli_env, run_cli, serve
+from taskapi.config import ConfigError, Settings, load_settings
+from tests.support.processes import cli_env, run_cli, serve
 
 
 @pytest.mark.parametrize("secret", [None, "too-short"])

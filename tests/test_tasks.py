@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from taskapi.app import create_app
 from taskapi.models import Task
-from tests.test_ratelimit import _closed_port
+from tests.support.ports import free_port
 
 PROBLEM = "application/problem+json"
 
@@ -142,7 +142,7 @@ async def test_employee_never_sees_others_tasks(client, team) -> None:  # type: 
     assert (await client.get(f"/task/{theirs['id']}", headers=emp)).status_code == 404
     assert (await client.get("/tasks", headers=emp)).status_code == 403
     # A cursor forged to start before the other user's rows still only yields own tasks.
-    from taskapi.pagination import encode_cursor
+    from taskapi.core.pagination import encode_cursor
 
     forged = encode_cursor(["1970-01-01T00:00:00+00:00", 0])
     page = await (await client.get(f"/tasks/mine?cursor={forged}", headers=emp)).get_json()
@@ -263,7 +263,7 @@ async def test_etag_and_304(client, team) -> None:  # type: ignore[no-untyped-de
 
 
 async def test_redis_down_reads_and_writes_fall_through(make_settings, redis_sync, team, caplog) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{_closed_port()}/0"))
+    app = create_app(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     async with app.test_app() as test_app:
         client = test_app.test_client()
         mgr, emp = team["manager"].headers, team["employee"].headers
@@ -351,7 +351,7 @@ async def test_concurrent_misses_share_one_build(client, team) -> None:  # type:
 async def test_a_miss_never_joins_a_build_from_before_a_write(app, client, team, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A build started before a write may answer with the old data, but only to the
     requests that read the old versions: one that starts after the write sees it."""
-    from taskapi.runtime import EXTENSION_KEY
+    from taskapi.http.current import EXTENSION_KEY
 
     emp = team["employee"]
     task = await _create(client, team["manager"], assigned_user_id=emp.id)

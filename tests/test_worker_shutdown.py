@@ -19,8 +19,8 @@ from sqlalchemy import select
 from taskapi import mail
 from taskapi.models import EmailOutbox, EmailStatus
 from taskapi.services import outbox
-from tests.conftest import SMTPSink, smtp_server
-from tests.helpers import REPO, cli_env
+from tests.support.processes import REPO, cli_env
+from tests.support.smtp import SMTPSink, smtp_server
 
 
 class SlowSink(SMTPSink):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .emails import deliver_email, deliver_pending_emails
-from .maintenance import db_maintenance
-from .reminders import send_daily_reminders
-from .reports import send_task_report
+from taskapi.jobs.emails import deliver_email, deliver_pending_emails
+from taskapi.jobs.maintenance import db_maintenance
+from taskapi.jobs.reminders import send_daily_reminders
+from taskapi.jobs.reports import send_task_report
 
 Job = Callable[..., Awaitable[Any]]
 

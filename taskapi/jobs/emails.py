@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .. import mail
-from ..services import outbox, reports
+from taskapi import mail
+from taskapi.services import outbox, reports
 
 
 @contextlib.asynccontextmanager

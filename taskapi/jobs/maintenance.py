@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..services.maintenance import optimize_database
+from taskapi.services.maintenance import optimize_database
 
 
 async def db_maintenance(ctx: dict[str, Any]) -> str:

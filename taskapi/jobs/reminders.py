@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..services.reminders import send_daily_reminders as run_reminders
+from taskapi.services.reminders import send_daily_reminders as run_reminders
 
 
 async def send_daily_reminders(ctx: dict[str, Any]) -> str:

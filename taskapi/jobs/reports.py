@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..services.reports import build_and_send
-from .emails import mailer_for
+from taskapi.jobs.emails import mailer_for
+from taskapi.services.reports import build_and_send
 
 
 async def send_task_report(ctx: dict[str, Any], report_id: str) -> str:

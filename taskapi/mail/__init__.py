@@ -16,7 +16,7 @@ from typing import Any
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from settings import Settings
+from taskapi.config import Settings
 
 log = logging.getLogger("taskapi.mail")
 

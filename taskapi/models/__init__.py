@@ -1,11 +1,11 @@
 """ORM tables. Importing this package registers every table on Base.metadata."""
 
-from .base import Base, UTCDateTime, utcnow
-from .outbox import EmailOutbox, EmailStatus
-from .report import ReportRequest, ReportStatus
-from .session import AuthSession
-from .task import Task, TaskStatus
-from .user import Role, User
+from taskapi.models.base import Base, UTCDateTime, utcnow
+from taskapi.models.outbox import EmailOutbox, EmailStatus
+from taskapi.models.report import ReportRequest, ReportStatus
+from taskapi.models.session import AuthSession
+from taskapi.models.task import Task, TaskStatus
+from taskapi.models.user import Role, User
 
 __all__ = [
     "AuthSession",

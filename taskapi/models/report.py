@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, string_enum, utcnow
+from taskapi.models.base import Base, UTCDateTime, string_enum, utcnow
 
 
 class ReportStatus(enum.StrEnum):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text, func, literal
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, string_enum, utcnow
+from taskapi.models.base import Base, UTCDateTime, string_enum, utcnow
 
 
 class TaskStatus(enum.StrEnum):

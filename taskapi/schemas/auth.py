@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .users import Strict
+from taskapi.schemas.users import Strict
 
 
 class LoginIn(Strict):

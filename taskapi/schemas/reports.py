@@ -4,8 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from ..models import ReportStatus
-from .users import Strict
+from taskapi.models import ReportStatus
+from taskapi.schemas.users import Strict
 
 
 class ReportCreate(Strict):

@@ -14,9 +14,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..models import TaskStatus
-from .common import Id
-from .users import Strict
+from taskapi.models import TaskStatus
+from taskapi.schemas.common import Id
+from taskapi.schemas.users import Strict
 
 
 def _to_utc(value: object) -> object:

@@ -15,8 +15,8 @@ from pydantic import (
     field_validator,
 )
 
-from ..models import Role
-from .common import Email
+from taskapi.models import Role
+from taskapi.schemas.common import Email
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=40,

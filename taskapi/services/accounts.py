@@ -10,16 +10,16 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .. import ratelimit, tokens
-from ..cache import bump, users_version
-from ..context import AppContext
-from ..exceptions import APIError, conflict, unauthorized
-from ..models import AuthSession, Role, User, utcnow
-from ..passwords import hash_password, verify_password
-from ..schemas.auth import LoginIn, RefreshIn, TokenPair
-from ..schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
-from . import notifications
-from .authstate import Actor, publish, revoked_sessions, user_key, user_value
+from taskapi.core import ratelimit, tokens
+from taskapi.core.cache import bump, users_version
+from taskapi.core.errors import APIError, conflict, unauthorized
+from taskapi.core.passwords import hash_password, verify_password
+from taskapi.core.state import AppState
+from taskapi.models import AuthSession, Role, User, utcnow
+from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
+from taskapi.schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
+from taskapi.services import notifications
+from taskapi.services.authstate import Actor, publish, revoked_sessions, user_key, user_value
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
 _dummy_hash: str | None = None
@@ -36,7 +36,7 @@ async def _reference_hash() -> str:
     return _dummy_hash
 
 
-async def register(session: AsyncSession, ctx: AppContext, data: UserCreate) -> UserOut:
+async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> UserOut:
     password_hash = await hash_password(data.password)  # before the write lock is taken
     taken = await session.scalar(
         select(User.username).where(or_(User.username == data.username, User.email == data.email))
@@ -58,7 +58,7 @@ async def register(session: AsyncSession, ctx: AppContext, data: UserCreate) -> 
     return UserOut.model_validate(user)
 
 
-def _pair(ctx: AppContext, user_id: int, sid: str, refresh_jti: str) -> TokenPair:
+def _pair(ctx: AppState, user_id: int, sid: str, refresh_jti: str) -> TokenPair:
     settings = ctx.settings
     return TokenPair(
         access_token=tokens.encode(ctx.signing_key, user_id=user_id, sid=sid,
@@ -70,7 +70,7 @@ def _pair(ctx: AppContext, user_id: int, sid: str, refresh_jti: str) -> TokenPai
     )
 
 
-async def login(session: AsyncSession, ctx: AppContext, data: LoginIn, client_ip: str) -> TokenPair:
+async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: str) -> TokenPair:
     email = data.email.strip().lower()
     limit, period = ctx.settings.login_rate()
     await ratelimit.hit(ctx.redis, ratelimit.window("login", f"{client_ip}|{email}", limit, period))
@@ -100,7 +100,7 @@ async def login(session: AsyncSession, ctx: AppContext, data: LoginIn, client_ip
     return _pair(ctx, user.id, sid, refresh_jti)
 
 
-async def refresh(session: AsyncSession, ctx: AppContext, data: RefreshIn) -> TokenPair:
+async def refresh(session: AsyncSession, ctx: AppState, data: RefreshIn) -> TokenPair:
     claims = tokens.decode(ctx.signing_key, data.refresh_token, "refresh")
     query = select(AuthSession).where(AuthSession.id == claims.sid)
     if ctx.db.engine.dialect.name != "sqlite":  # SQLite's write txn is already exclusive
@@ -135,7 +135,7 @@ async def _revoke(session: AsyncSession, sids: list[str], reason: str) -> None:
         )
 
 
-async def logout(session: AsyncSession, ctx: AppContext, actor: Actor) -> None:
+async def logout(session: AsyncSession, ctx: AppState, actor: Actor) -> None:
     """Revoke this session: its refresh family and every access token issued from it."""
     await _revoke(session, [actor.sid], "logout")
     await session.commit()
@@ -160,7 +160,7 @@ async def update_me(session: AsyncSession, actor: Actor, data: MeUpdate) -> User
 
 
 async def change_password(
-    session: AsyncSession, ctx: AppContext, actor: Actor, data: PasswordChange
+    session: AsyncSession, ctx: AppState, actor: Actor, data: PasswordChange
 ) -> None:
     """New password; every other session of the user is revoked, this one stays."""
     async with ctx.db.session(write=False) as reader:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from ..db import Database
-from ..exceptions import unauthorized
-from ..models import AuthSession, Role, User
-from ..outage import EPOCH_KEY, GuardedRedis, usable
-from ..tokens import Claims
+from taskapi.core.db import Database
+from taskapi.core.errors import unauthorized
+from taskapi.core.redis_client import EPOCH_KEY, GuardedRedis, usable
+from taskapi.core.tokens import Claims
+from taskapi.models import AuthSession, Role, User
 
 log = logging.getLogger("taskapi.auth")
 CACHE_TTL = 120

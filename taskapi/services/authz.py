@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..exceptions import forbidden
-from ..models import Role
-from .authstate import Actor
+from taskapi.core.errors import forbidden
+from taskapi.models import Role
+from taskapi.services.authstate import Actor
 
 
 def require(actor: Actor, *roles: Role) -> None:

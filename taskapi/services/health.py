@@ -8,8 +8,8 @@ import logging
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from ..db import Database
-from ..schemas.health import CheckResult
+from taskapi.core.db import Database
+from taskapi.schemas.health import CheckResult
 
 log = logging.getLogger("taskapi.health")
 CHECK_TIMEOUT = 2.0

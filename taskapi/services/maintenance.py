@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import text
 
-from ..db import Database
+from taskapi.core.db import Database
 
 log = logging.getLogger("taskapi.maintenance")
 

@@ -11,10 +11,10 @@ from arq.connections import ArqRedis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..context import QUEUE_NAME
-from ..db import Database
-from ..models import EmailStatus
-from .outbox import backlog
+from taskapi.core.db import Database
+from taskapi.core.redis_client import QUEUE_NAME
+from taskapi.models import EmailStatus
+from taskapi.services.outbox import backlog
 
 log = logging.getLogger("taskapi.metrics")
 T = TypeVar("T")

@@ -6,11 +6,10 @@ from __future__ import annotations
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settings import Settings
-
-from ..models import Task, User
-from .outbox import add_email
-from .queue import enqueue
+from taskapi.config import Settings
+from taskapi.models import Task, User
+from taskapi.services.enqueue import enqueue
+from taskapi.services.outbox import add_email
 
 
 async def welcome(session: AsyncSession, settings: Settings, user: User) -> str:

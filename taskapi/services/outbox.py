@@ -24,11 +24,10 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settings import Settings
-
-from .. import mail
-from ..db import Database
-from ..models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcnow
+from taskapi import mail
+from taskapi.config import Settings
+from taskapi.core.db import Database
+from taskapi.models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcnow
 
 log = logging.getLogger("taskapi.outbox")
 

@@ -16,13 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import exists, select
 
-from settings import Settings
-
-from .. import mail
-from ..db import Database
-from ..models import EmailOutbox, Role, Task, TaskStatus, User, utcnow
-from ..models.task import deadline_nulls_last
-from .outbox import deliver, email_row, insert_ignore
+from taskapi import mail
+from taskapi.config import Settings
+from taskapi.core.db import Database
+from taskapi.models import EmailOutbox, Role, Task, TaskStatus, User, utcnow
+from taskapi.models.task import deadline_nulls_last
+from taskapi.services.outbox import deliver, email_row, insert_ignore
 
 log = logging.getLogger("taskapi.reminders")
 BATCH = 500

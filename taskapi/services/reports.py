@@ -10,18 +10,26 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from settings import Settings
-
-from .. import mail
-from ..context import AppContext
-from ..db import Database
-from ..exceptions import not_found
-from ..models import EmailOutbox, ReportRequest, ReportStatus, Role, Task, TaskStatus, User, utcnow
-from ..schemas.reports import ReportCreate, ReportOut
-from .authstate import Actor
-from .authz import STAFF, require
-from .outbox import add_email, deliver
-from .queue import enqueue
+from taskapi import mail
+from taskapi.config import Settings
+from taskapi.core.db import Database
+from taskapi.core.errors import not_found
+from taskapi.core.state import AppState
+from taskapi.models import (
+    EmailOutbox,
+    ReportRequest,
+    ReportStatus,
+    Role,
+    Task,
+    TaskStatus,
+    User,
+    utcnow,
+)
+from taskapi.schemas.reports import ReportCreate, ReportOut
+from taskapi.services.authstate import Actor
+from taskapi.services.authz import STAFF, require
+from taskapi.services.enqueue import enqueue
+from taskapi.services.outbox import add_email, deliver
 
 log = logging.getLogger("taskapi.reports")
 SAME_REQUEST_WINDOW = timedelta(minutes=1)
@@ -34,7 +42,7 @@ def _out(report: ReportRequest) -> ReportOut:
                      created_at=report.created_at, finished_at=report.finished_at)
 
 
-async def request_report(session: AsyncSession, ctx: AppContext, actor: Actor,
+async def request_report(session: AsyncSession, ctx: AppState, actor: Actor,
                          data: ReportCreate) -> tuple[ReportOut, bool]:
     """(the report, created?) — the same ask within a minute returns the same job."""
     require(actor, *STAFF)

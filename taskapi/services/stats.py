@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from ..cache import CacheSpec, Entry, Lookup, cached, tasks_version, users_version
-from ..context import AppContext
-from ..models import Task, TaskStatus, User, utcnow
-from ..schemas.tasks import Stats
-from .authstate import Actor
-from .authz import STAFF, require
+from taskapi.core.cache import CacheSpec, Entry, Lookup, cached, tasks_version, users_version
+from taskapi.core.state import AppState
+from taskapi.models import Task, TaskStatus, User, utcnow
+from taskapi.schemas.tasks import Stats
+from taskapi.services.authstate import Actor
+from taskapi.services.authz import STAFF, require
 
 
 def get_stats(conn: Connection, actor: Actor) -> Stats:
@@ -43,7 +43,7 @@ def get_stats(conn: Connection, actor: Actor) -> Stats:
 STATS_TTL = 30
 
 
-async def get_stats_cached(ctx: AppContext, actor: Actor,
+async def get_stats_cached(ctx: AppState, actor: Actor,
                            prefetched: Lookup | None = None) -> Entry:
     require(actor, *STAFF)
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..cache import bump, mine_version, task_version, tasks_version, users_version
-from ..context import AppContext
-from ..db import Database
-from ..exceptions import APIError, conflict, not_found
-from ..models import Role, Task, User
-from ..pagination import Page, decode_cursor, encode_cursor
-from ..passwords import hash_password
-from ..schemas.common import normalize_email
-from ..schemas.users import UserAdminUpdate, UserListQuery, UserOut
-from . import notifications
-from .accounts import revoke_all_sessions, state_change
-from .authstate import Actor, publish
-from .authz import STAFF, require
+from taskapi.core.cache import bump, mine_version, task_version, tasks_version, users_version
+from taskapi.core.db import Database
+from taskapi.core.errors import APIError, conflict, not_found
+from taskapi.core.pagination import Page, decode_cursor, encode_cursor
+from taskapi.core.passwords import hash_password
+from taskapi.core.state import AppState
+from taskapi.models import Role, Task, User
+from taskapi.schemas.common import normalize_email
+from taskapi.schemas.users import UserAdminUpdate, UserListQuery, UserOut
+from taskapi.services import notifications
+from taskapi.services.accounts import revoke_all_sessions, state_change
+from taskapi.services.authstate import Actor, publish
+from taskapi.services.authz import STAFF, require
 
 MIN_PASSWORD_LENGTH = 8
 
@@ -91,13 +91,13 @@ async def get_user(session: AsyncSession, actor: Actor, user_id: int) -> UserOut
     return UserOut.model_validate(await _get(session, user_id))
 
 
-async def approve_user(session: AsyncSession, ctx: AppContext, actor: Actor,
+async def approve_user(session: AsyncSession, ctx: AppState, actor: Actor,
                        user_id: int) -> UserOut:
     """Approve a pending user (idempotent) and queue the approval email."""
     return await update_user(session, ctx, actor, user_id, UserAdminUpdate(is_approved=True))
 
 
-async def reject_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int) -> None:
+async def reject_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int) -> None:
     """Remove a user who is still pending; approved users are deleted with DELETE /users/{id}."""
     require(actor, Role.ADMIN)
     user = await _get(session, user_id)
@@ -109,7 +109,7 @@ async def reject_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
     await bump(ctx.redis, users_version())
 
 
-async def update_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int,
+async def update_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int,
                       data: UserAdminUpdate) -> UserOut:
     """Change role and/or approval; live tokens see the change on their next request."""
     require(actor, Role.ADMIN)
@@ -134,7 +134,7 @@ async def update_user(session: AsyncSession, ctx: AppContext, actor: Actor, user
     return UserOut.model_validate(user)
 
 
-async def delete_user(session: AsyncSession, ctx: AppContext, actor: Actor, user_id: int) -> None:
+async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int) -> None:
     """Delete a user; their sessions go with them and their tasks become unassigned."""
     require(actor, Role.ADMIN)
     if user_id == actor.id:

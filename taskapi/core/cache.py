@@ -1,0 +1,191 @@
+"""Response cache in Redis with version counters (no KEYS/SCAN/FLUSH).
+
+An entry's key embeds the current values of the version counters it depends on; a write
+bumps the counters after its commit, so the next read (on any worker) misses and rebuilds
+from the database, while old entries simply expire. One round trip per lookup: a Lua script
+reads the versions and the entry together. Every version string starts with the epoch
+(outage.py), which moves on when Redis comes back from an outage. Redis down: every lookup
+misses, stores and bumps are skipped (the epoch covers them), and the log says so once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from taskapi.core.metrics import count_cache
+from taskapi.core.redis_client import EPOCH_KEY, GuardedRedis, usable
+
+log = logging.getLogger("taskapi.cache")
+DEFAULT_TTL = 60
+
+_LOOKUP = """
+local parts = {}
+for i, key in ipairs(KEYS) do parts[i] = redis.call('GET', key) or '0' end
+local version = table.concat(parts, '.')
+return {version, redis.call('GET', ARGV[1] .. '@' .. version)}
+"""
+
+
+def tasks_version() -> str:
+    return "cv:tasks"
+
+
+def users_version() -> str:
+    return "cv:users"
+
+
+def mine_version(user_id: int) -> str:
+    return f"cv:mine:{user_id}"
+
+
+def task_version(task_id: int) -> str:
+    return f"cv:task:{task_id}"
+
+
+def digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSpec:
+    """Where a response lives: its key and the version counters it depends on."""
+
+    key: str
+    versions: list[str]
+    ttl: int | None = None
+
+
+@dataclass(slots=True)
+class Entry:
+    """A serialized response: JSON body, its ETag, and small metadata (total, cursor)."""
+
+    etag: str
+    meta: dict[str, str]
+    body: str
+
+    @classmethod
+    def of(cls, body: str, **meta: str) -> Entry:
+        return cls(f'"{digest(body)}"', meta, body)
+
+
+@dataclass(slots=True)
+class Lookup:
+    key: str
+    version: str | None  # None: Redis unavailable, do not store
+    entry: Entry | None
+
+
+def _encode(entry: Entry) -> str:
+    meta = "".join(f"{k}:{v}\n" for k, v in entry.meta.items())
+    return f"{entry.etag}\n{len(entry.meta)}\n{meta}{entry.body}"
+
+
+def _decode(raw: bytes) -> Entry:
+    etag, count, rest = raw.decode().split("\n", 2)
+    meta: dict[str, str] = {}
+    for _ in range(int(count)):
+        line, rest = rest.split("\n", 1)
+        name, value = line.split(":", 1)
+        meta[name] = value
+    return Entry(etag, meta, rest)
+
+
+class ResponseCache:
+    def __init__(self, redis: GuardedRedis, ttl: int = DEFAULT_TTL) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self.enabled = ttl > 0  # TASKAPI_CACHE_TTL=0: every read goes to the database
+        self._lookup = redis.register_script(_LOOKUP)
+        # Builds in progress in this process, by entry key and versions (see cached()).
+        self.flights: dict[str, asyncio.Future[Entry]] = {}
+
+    async def get(self, key: str, versions: list[str]) -> Lookup:
+        if not self.enabled or not await usable(self.redis):
+            return Lookup(key, None, None)
+        try:
+            version, raw = await self._lookup(keys=[EPOCH_KEY, *versions], args=[key])
+        except (RedisError, OSError) as error:
+            self.redis.guard.failed(error)
+            return Lookup(key, None, None)
+        version = version.decode() if isinstance(version, bytes) else str(version)
+        return Lookup(key, version, _decode(raw) if raw else None)
+
+    async def put(self, lookup: Lookup, entry: Entry, ttl: int | None = None) -> None:
+        """Store under the versions read *before* the database query: if a write bumped
+        them meanwhile, this entry is already unreachable and can never serve stale data."""
+        if lookup.version is None:
+            return
+        try:
+            await self.redis.set(f"{lookup.key}@{lookup.version}", _encode(entry),
+                                 ex=min(ttl or self.ttl, self.ttl))
+        except (RedisError, OSError) as error:
+            self.redis.guard.failed(error)
+
+
+async def bump(redis: GuardedRedis, *version_keys: str) -> None:
+    """After a commit: invalidate every entry that depends on these versions. With Redis
+    down this is skipped: the epoch moves on when it is back, invalidating everything."""
+    if not version_keys or not await usable(redis):
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in dict.fromkeys(version_keys):
+                pipe.incr(key)
+            await pipe.execute()
+    except (RedisError, OSError) as error:
+        # Entries built before this write stay reachable until the epoch moves on.
+        log.error("cache invalidation failed for %s: %r", ", ".join(version_keys), error)
+        redis.guard.failed(error)
+
+
+async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awaitable[Entry]],
+                 prefetched: Lookup | None = None) -> Entry:
+    """The entry for `spec` at the current versions, built (and stored) on a miss.
+
+    `prefetched`: the lookup already made in the request's first Redis round trip.
+    """
+    lookup = prefetched if prefetched is not None and prefetched.key == spec.key else None
+    if lookup is None:
+        lookup = await cache.get(spec.key, spec.versions)
+    if cache.enabled:
+        count_cache(spec.key, hit=lookup.entry is not None)
+    if lookup.entry is not None:
+        return lookup.entry
+    if lookup.version is None:  # Redis unavailable or the cache off: nothing to share
+        return await build()
+    # One build per entry and versions in this process: the requests that miss the same entry
+    # at the same versions while it is being built wait for that build instead of each
+    # running the query (after a write, every client polling that list misses at once: at
+    # 1,000 connections this herd cost ten times the CPU of the answers). Only the same
+    # versions: a request that read newer ones (a write committed since) builds its own.
+    flight_key = f"{lookup.key}@{lookup.version}"
+    flight = cache.flights.get(flight_key)
+    if flight is None:
+        flight = asyncio.ensure_future(_build_and_store(cache, lookup, spec, build))
+        cache.flights[flight_key] = flight
+        flight.add_done_callback(lambda done: _landed(cache, flight_key, done))
+    # Shielded: a caller that goes away does not cancel the build the others wait for.
+    return await asyncio.shield(flight)
+
+
+async def _build_and_store(cache: ResponseCache, lookup: Lookup, spec: CacheSpec,
+                           build: Callable[[], Awaitable[Entry]]) -> Entry:
+    entry = await build()
+    await cache.put(lookup, entry, spec.ttl)
+    return entry
+
+
+def _landed(cache: ResponseCache, flight_key: str, done: asyncio.Future[Entry]) -> None:
+    cache.flights.pop(flight_key, None)
+    if not done.cancelled():
+        done.exception()  # retrieved: its waiters re-raise it (or all of them went away)
+
+
+def decode_entry(raw: bytes | None) -> Entry | None:
+    return _decode(raw) if raw else None

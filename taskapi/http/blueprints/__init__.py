@@ -1,0 +1,10 @@
+"""HTTP only: each module parses input, calls one service function, returns a model."""
+
+from quart import Blueprint
+
+from taskapi.http.blueprints import auth, docs, health, metrics, reports, stats, tasks, users
+
+# Served at the root only.
+ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp]
+# Served at the root and mirrored under /api/v1.
+API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, stats.bp, reports.bp]

@@ -1,0 +1,87 @@
+"""Registration, login, token refresh, logout and the caller's own account."""
+
+from __future__ import annotations
+
+from quart import Blueprint
+from quart_schema import tag, validate_request, validate_response
+
+from taskapi.http.client import client_ip
+from taskapi.http.current import db_session, runtime
+from taskapi.http.deps import actor, require_role
+from taskapi.http.openapi import no_content, problems
+from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
+from taskapi.schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
+from taskapi.services import accounts
+
+bp = Blueprint("auth", __name__)
+tag_ = tag(["auth"])
+
+
+@bp.post("/register")
+@tag_
+@validate_request(UserCreate)
+@validate_response(UserOut, 201)
+@problems(409)
+async def register(data: UserCreate) -> tuple[UserOut, int]:
+    """Register as an employee or manager; an admin must approve before you can log in."""
+    return await accounts.register(db_session(), runtime(), data), 201
+
+
+@bp.post("/login")
+@tag_
+@validate_request(LoginIn)
+@validate_response(TokenPair)
+@problems(401, 403)
+async def login(data: LoginIn) -> TokenPair:
+    """Exchange email and password for an access and a refresh token."""
+    return await accounts.login(db_session(), runtime(), data, client_ip())
+
+
+@bp.post("/token/refresh")
+@tag_
+@validate_request(RefreshIn)
+@validate_response(TokenPair)
+@problems(401)
+async def refresh(data: RefreshIn) -> TokenPair:
+    """Rotate a refresh token: a new pair; the old refresh token stops working."""
+    return await accounts.refresh(db_session(), runtime(), data)
+
+
+@bp.post("/logout")
+@tag_
+@require_role()
+@no_content
+async def logout() -> tuple[str, int]:
+    """Revoke this session: the access token and its refresh family."""
+    await accounts.logout(db_session(), runtime(), actor())
+    return "", 204
+
+
+@bp.get("/me")
+@tag_
+@require_role()
+@validate_response(UserOut)
+async def me() -> UserOut:
+    """Your account."""
+    return await accounts.get_me(db_session(), actor())
+
+
+@bp.put("/me")
+@tag_
+@require_role()
+@validate_request(MeUpdate)
+@validate_response(UserOut)
+async def update_me(data: MeUpdate) -> UserOut:
+    """Update your own settings (timezone for reminders)."""
+    return await accounts.update_me(db_session(), actor(), data)
+
+
+@bp.put("/me/password")
+@tag_
+@require_role()
+@validate_request(PasswordChange)
+@no_content
+async def change_password(data: PasswordChange) -> tuple[str, int]:
+    """Change your password; every other session of yours is revoked."""
+    await accounts.change_password(db_session(), runtime(), actor(), data)
+    return "", 204

@@ -1,0 +1,159 @@
+"""Cache hits without the framework: a thin ASGI layer in front of Quart.
+
+A GET on a route declared with `@prefetch` (the task lists, one task, /stats) needs, when its
+response is cached, nothing beyond what the request's first Redis round trip fetches: the
+rate-limit count, the caller's auth state and the stored entry. This layer makes that round
+trip itself and, when every check passes, sends the stored body at once. In every other case
+(no or bad token, revoked or unknown auth state, wrong role, over the limit, a miss, Redis
+down, CORS, anything unusual) it passes the request to Quart unchanged, with the round trip's
+result in the ASGI scope so Quart continues exactly where this layer stopped: the request is
+counted once and looked up once. Quart then produces every error and every miss.
+
+Nothing here is a second source of truth: routes come from the app's own URL map, roles from
+`require_role`, cache keys and the per-entry check from `@prefetch`, auth rules from
+services/authstate.py, query parsing from querystring.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from quart import Quart
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_etags
+from werkzeug.routing import MapAdapter, RequestRedirect
+
+from taskapi.core import metrics, tokens
+from taskapi.core.cache import decode_entry
+from taskapi.core.errors import APIError
+from taskapi.core.logs import request_id_for
+from taskapi.core.querystring import canonical, link_next, query_pairs
+from taskapi.core.state import AppState
+from taskapi.http.deps import ROLES_ATTRIBUTE
+from taskapi.http.gate import FIRST_TRIP_KEY, FirstTrip, make_first_trip
+from taskapi.http.limits import head_error
+from taskapi.http.prefetch import PREFETCH_ATTRIBUTE, Prefetch
+from taskapi.http.responses import PRIVATE
+from taskapi.models import Role
+from taskapi.services.authstate import actor_from_state
+
+_FIXED = [*((k.lower().encode(), v.encode()) for k, v in PRIVATE.items()),
+          (b"x-content-type-options", b"nosniff")]
+_JSON = (b"content-type", b"application/json")
+# When this layer passed a request on, the time it first saw it (Quart's latency includes it).
+STARTED_KEY = "taskapi.started"
+
+
+class CachedReads:
+    """ASGI middleware: answer cache hits of `@prefetch` routes, pass everything else on."""
+
+    def __init__(self, app: Quart, state: AppState, inner: Any) -> None:
+        self.app = app
+        self.state = state
+        self.inner = inner
+        self.cors = bool(state.settings.cors_origins)
+        self.served = 0  # responses sent from here (tests, metrics)
+        self._adapter: MapAdapter | None = None
+        self._routes: dict[str, tuple[str, Prefetch, tuple[Role, ...]] | None] = {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[..., Awaitable[Any]]) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
+            scope[STARTED_KEY] = time.perf_counter()
+            if await self._try(scope, send):
+                return
+        await self.inner(scope, receive, send)
+
+    def _route(self, path: str
+               ) -> tuple[str, Prefetch, tuple[Role, ...], Mapping[str, Any]] | None:
+        if self._adapter is None:
+            self._adapter = self.app.url_map.bind("localhost")
+        try:
+            endpoint, args = self._adapter.match(path, "GET")
+        except (HTTPException, RequestRedirect):
+            return None
+        if endpoint not in self._routes:
+            view = self.app.view_functions.get(endpoint)
+            declared = getattr(view, PREFETCH_ATTRIBUTE, None)
+            roles = getattr(view, ROLES_ATTRIBUTE, None)
+            self._routes[endpoint] = (endpoint, declared, roles) if declared and roles else None
+        route = self._routes[endpoint]
+        return None if route is None else (*route, args)
+
+    async def _try(self, scope: dict[str, Any], send: Callable[..., Awaitable[Any]]) -> bool:
+        """True when the response was sent from the cache."""
+        if not self.state.cache.enabled:
+            return False
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in headers:  # a repeated header: let Quart interpret it
+                return False
+            headers[name] = value
+        if head_error(scope.get("query_string", b""), scope["headers"]) is not None:
+            return False  # Quart answers the problem
+        authorization = headers.get(b"authorization", b"")
+        if (authorization[:7].lower() != b"bearer " or (self.cors and b"origin" in headers)
+                or b"content-length" in headers or b"transfer-encoding" in headers):
+            return False
+        route = self._route(scope["path"])
+        if route is None:
+            return False
+        endpoint, declared, roles, args = route
+        state = self.state
+        try:
+            claims = tokens.decode(state.signing_key, authorization[7:].decode().strip(),
+                                   "access")
+        except (APIError, UnicodeDecodeError):
+            return False
+        pairs = query_pairs(scope.get("query_string", b""))
+        spec = declared.spec_for(claims.user_id, args, canonical(pairs))
+        trip = await make_first_trip(state, claims, spec, "")
+        if trip is None:
+            return False  # Redis down: Quart answers from the database
+        scope[FIRST_TRIP_KEY] = trip
+        status = await self._answer(trip, declared, roles, scope, headers, pairs, send)
+        if status:
+            metrics.count_cache(spec.key, hit=True)
+            metrics.observe_request(endpoint, "GET", status,
+                                    time.perf_counter() - scope[STARTED_KEY])
+        return bool(status)
+
+    async def _answer(self, trip: FirstTrip, declared: Prefetch, roles: tuple[Role, ...],
+                      scope: dict[str, Any], headers: dict[bytes, bytes],
+                      pairs: list[tuple[str, str]], send: Callable[..., Awaitable[Any]]) -> int:
+        """The status sent (200 or 304), or 0 when Quart must answer."""
+        result = trip.result
+        if (result.count > trip.win.limit or result.user is None or result.session is None
+                or result.entry is None or trip.claims is None):
+            return 0
+        try:
+            actor = actor_from_state(trip.claims, result.user.decode(), result.session.decode())
+        except APIError:
+            return 0
+        entry = decode_entry(result.entry)
+        if entry is None or actor.role not in roles or (
+                declared.serve_if is not None and not declared.serve_if(actor, entry)):
+            return 0
+
+        request_id = request_id_for(headers.get(b"x-request-id", b"").decode("latin-1"))
+        out = [(b"etag", entry.etag.encode()), *_FIXED, (b"x-request-id", request_id.encode())]
+        if "total" in entry.meta:
+            out.append((b"x-total-count", entry.meta["total"].encode()))
+        if entry.meta.get("next"):
+            link = link_next(scope["path"], pairs, entry.meta["next"])
+            out.append((b"link", link.encode()))
+        if_none_match = headers.get(b"if-none-match")
+        if if_none_match is not None and parse_etags(if_none_match.decode("latin-1")) \
+                .contains_weak(entry.etag.strip('"')):
+            await send({"type": "http.response.start", "status": 304, "headers": out})
+            await send({"type": "http.response.body", "body": b""})
+            self.served += 1
+            return 304
+        body = entry.body.encode()
+        out += [_JSON, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+        self.served += 1
+        return 200

@@ -1,0 +1,104 @@
+"""The request gate (before_request): verify the bearer token, then one pipelined Redis round
+trip that counts the request against its rate limit, reads the caller's auth state and looks
+up the route's cached response. JWT verification is CPU only. See services/authstate.py for
+the auth-state cache rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from quart import current_app, g, request
+
+from taskapi.core import ratelimit, tokens
+from taskapi.core.cache import CacheSpec, Lookup, decode_entry
+from taskapi.core.errors import APIError
+from taskapi.core.querystring import canonical, query_pairs
+from taskapi.core.state import AppState
+from taskapi.http.client import bearer_token, client_ip
+from taskapi.http.current import runtime
+from taskapi.http.prefetch import PREFETCH_ATTRIBUTE, Prefetch
+from taskapi.services.authstate import session_key, user_key
+
+# Where cached_reads.py leaves its FirstTrip in the ASGI scope for Quart to pick up.
+FIRST_TRIP_KEY = "taskapi.first_trip"
+# Probes, docs and metrics are neither authenticated by JWT nor rate limited (metrics has
+# its own gate, may_scrape).
+UNLIMITED_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "docs.docs_page",
+                                 "docs.docs_init", "docs.static", "openapi",
+                                 "metrics.metrics"})
+
+
+@dataclass(slots=True)
+class Identity:
+    claims: tokens.Claims | None = None
+    error: APIError | None = None
+    cached_user: bytes | None = None
+    cached_session: bytes | None = None
+    epoch: str | None = None  # None: Redis was not reached
+
+
+@dataclass(slots=True)
+class FirstTrip:
+    """The request's first Redis round trip: what was asked and what came back."""
+
+    claims: tokens.Claims | None
+    win: ratelimit.Window
+    spec: CacheSpec | None
+    result: ratelimit.TripResult
+
+
+def request_window(state: AppState, claims: tokens.Claims | None, ip: str) -> ratelimit.Window:
+    limit, period = state.settings.default_rate()
+    scope = f"u{claims.user_id}" if claims else f"ip{ip}"
+    return ratelimit.window("req", scope, limit, period)
+
+
+async def make_first_trip(state: AppState, claims: tokens.Claims | None,
+                          spec: CacheSpec | None, ip: str) -> FirstTrip | None:
+    """None when Redis is down (callers fail open: no limit, state from the database)."""
+    win = request_window(state, claims, ip)
+    auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
+    result = await state.gate(win, auth_keys, spec)
+    return None if result is None else FirstTrip(claims, win, spec, result)
+
+
+async def identify_and_limit() -> None:
+    """before_request: verify the token (if any), then one Redis round trip that counts the
+    request, reads the caller's auth state and looks up the route's cached response.
+
+    When cached_reads.py already made that round trip (and could not answer from it), its result
+    arrives in the ASGI scope and is used as is: the request is counted once."""
+    if request.endpoint in UNLIMITED_ENDPOINTS:
+        return
+    state = runtime()
+    trip = cast(FirstTrip | None, request.scope.get(FIRST_TRIP_KEY))
+    identity = Identity()
+    g.identity = identity
+    if trip is not None:
+        identity.claims = trip.claims
+    else:
+        token = bearer_token()
+        if token is not None:
+            try:
+                identity.claims = tokens.decode(state.signing_key, token, "access")
+            except APIError as error:
+                identity.error = error
+        claims = identity.claims
+        spec = None
+        if claims is not None and request.method == "GET":
+            declared: Prefetch | None = getattr(
+                current_app.view_functions.get(request.endpoint or ""), PREFETCH_ATTRIBUTE, None)
+            if declared is not None and state.cache.enabled:
+                spec = declared.spec_for(claims.user_id, request.view_args or {},
+                                         canonical(query_pairs(request.query_string)))
+        trip = await make_first_trip(state, claims, spec, client_ip())
+        if trip is None:  # Redis down: no limit, auth state and responses from the database
+            return
+    result = trip.result
+    identity.cached_user, identity.cached_session = result.user, result.session
+    identity.epoch = result.epoch
+    if trip.spec is not None:
+        g.prefetch = Lookup(trip.spec.key, result.version, decode_entry(result.entry))
+    ratelimit.check(trip.win, result.count)

@@ -1,0 +1,160 @@
+"""The OpenAPI document: each operation once, with every response it can give.
+
+quart-schema documents the success responses it validates. The errors are added here, from
+what the route is: rate limited (429), authenticated (401) and role-gated (403), addressed by
+an id (404), reading a body (400, 413, 422) or a query string (422), using the database
+(503), plus what a route
+declares with `@problems(...)` (409, …). Errors are application/problem+json (`Problem`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from quart_schema.openapi import OpenAPIProvider
+from werkzeug.routing import BaseConverter, Rule
+
+from taskapi.http.deps import ROLES_ATTRIBUTE
+from taskapi.http.gate import UNLIMITED_ENDPOINTS
+from taskapi.http.limits import IdConverter, JobIdConverter
+from taskapi.http.problems import PROBLEM_JSON
+from taskapi.models import Role
+from taskapi.schemas.common import MAX_ID, Problem
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+PROBLEMS_ATTRIBUTE = "_taskapi_problems"
+NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
+API_PREFIX = "/api/v1"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problems(*statuses: int) -> Callable[[F], F]:
+    """Document error statuses particular to this route (the generic ones are derived)."""
+
+    def decorator(func: F) -> F:
+        setattr(func, PROBLEMS_ATTRIBUTE, (*getattr(func, PROBLEMS_ATTRIBUTE, ()), *statuses))
+        return func
+
+    return decorator
+
+
+def no_content(func: F) -> F:
+    """Document a 204 (no body) as the route's success response."""
+    setattr(func, NO_CONTENT_ATTRIBUTE, True)
+    return func
+
+
+def _header(description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema}
+
+
+_STRING = {"type": "string"}
+# On every response (set in after_request); the fuzz checks it on each one.
+_COMMON_HEADERS = {
+    "X-Content-Type-Options": _header("Always `nosniff`.", {"type": "string",
+                                                          "enum": ["nosniff"]}, True),
+    "X-Request-ID": _header("The request id (the client's, if well-formed, else a new one).",
+                            _STRING),
+}
+_STATUS_HEADERS = {
+    401: {"WWW-Authenticate": _header("`Bearer realm=\"taskapi\"`.", _STRING, True)},
+    429: {"Retry-After": _header("Seconds until the window resets.",
+                                 {"type": "string", "pattern": "^[0-9]+$"}, True)},
+    503: {"Retry-After": _header("Seconds to wait before retrying (database busy or down).",
+                                 {"type": "string", "pattern": "^[0-9]+$"})},
+    201: {"Location": _header("The new resource.", _STRING, True)},
+    202: {"Location": _header("Where to follow the job.", _STRING, True)},
+}
+_LIST_HEADERS = {
+    "X-Total-Count": _header("Rows matching the filters.",
+                             {"type": "string", "pattern": "^[0-9]+$"}, True),
+    "Link": _header('`<…>; rel="next"` while more rows remain.', _STRING),
+}
+_ETAG = {"ETag": _header("Send it back in If-None-Match to get a 304.", _STRING)}
+
+
+class Provider(OpenAPIProvider):
+    def generate_rules(self) -> Iterable[Rule]:
+        """Each operation once: the /api/v1 mirror and the plural aliases are hidden."""
+        for rule in super().generate_rules():
+            if (rule.rule.startswith(API_PREFIX) or rule.endpoint.endswith(".static")
+                    or rule.endpoint.endswith("_alias")):
+                continue
+            yield rule
+
+    def schema(self) -> dict[str, Any]:
+        spec = super().schema()
+        spec["components"]["schemas"]["Problem"] = Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}")
+        return spec
+
+    def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
+        parameter = super().build_path_parameter(name, converter)
+        if isinstance(converter, IdConverter):
+            parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+        elif isinstance(converter, JobIdConverter):
+            parameter["schema"] = {"type": "string", "pattern": f"^{converter.regex}$"}
+        return parameter
+
+    def build_paths(self, rule: Rule) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        func = self._app.view_functions[rule.endpoint]
+        for path_item in paths.values():
+            for method, operation in path_item.items():
+                # super() shares one responses dict between the methods of a rule.
+                operation["responses"] = copy.deepcopy(operation["responses"])
+                self._document(rule, func, method.upper(), operation)
+        return paths, components
+
+    def _document(self, rule: Rule, func: Any, method: str, operation: dict[str, Any]) -> None:
+        responses: dict[Any, dict[str, Any]] = {
+            int(status): response for status, response in operation["responses"].items()}
+        if getattr(func, NO_CONTENT_ATTRIBUTE, False):
+            responses[204] = {"description": "Done; no content."}
+        for status, response in responses.items():
+            if not response.get("description") or response["description"].startswith("Built-in"):
+                response["description"] = HTTPStatus(status).phrase  # not list's docstring
+            if status in _STATUS_HEADERS:
+                response["headers"] = dict(_STATUS_HEADERS[status])
+            body = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if status == 200 and body.get("type") == "array":
+                response["headers"] = dict(_LIST_HEADERS)
+        if method == "GET" and 200 in responses:
+            responses[200].setdefault("headers", {}).update(_ETAG)
+            responses[304] = {"description": "Not modified (If-None-Match matched the ETag).",
+                              "headers": dict(_ETAG)}
+        for status in sorted(self._error_statuses(rule, func, method, operation)):
+            responses[status] = {
+                "description": HTTPStatus(status).phrase,
+                "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+                "headers": dict(_STATUS_HEADERS.get(status, {})),
+            }
+        for response in responses.values():
+            response["headers"] = {**response.get("headers", {}), **_COMMON_HEADERS}
+        operation["responses"] = {str(status): responses[status] for status in sorted(responses)}
+
+    def _error_statuses(self, rule: Rule, func: Any, method: str,
+                        operation: dict[str, Any]) -> set[int]:
+        statuses = {414, 431, *getattr(func, PROBLEMS_ATTRIBUTE, ())}  # every request head
+        if rule.endpoint not in UNLIMITED_ENDPOINTS:
+            # Rate limited, and reads the database (a lock held past DB_LOCK_TIMEOUT, or the
+            # database down: 503 database_unavailable with Retry-After).
+            statuses |= {429, 503}
+        roles = getattr(func, ROLES_ATTRIBUTE, None)
+        if roles is not None:
+            statuses.add(401)
+            if set(roles) != set(Role):
+                statuses.add(403)
+        if rule.arguments:
+            statuses.add(404)
+        if method in BODY_METHODS:
+            statuses.add(413)  # every body is read up front, whatever the route
+        if "requestBody" in operation:
+            statuses |= {400, 422}
+        if any(p["in"] == "query" for p in operation["parameters"]):
+            statuses.add(422)
+        return statuses

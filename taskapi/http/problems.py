@@ -1,0 +1,128 @@
+"""Every error is application/problem+json (RFC 9457): type, title, status, detail, code."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Quart, Response, g, json
+from quart_schema import RequestSchemaValidationError
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from taskapi.core.errors import APIError
+
+log = logging.getLogger("taskapi.errors")
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 2
+# PostgreSQL SQLSTATEs meaning "busy or unreachable, try again": lock_not_available,
+# query_canceled (a lock or statement timeout), admin/crash shutdown, cannot_connect_now,
+# and the connection exception class (08…).
+_RETRYABLE_SQLSTATES = ("55P03", "57014", "57P01", "57P02", "57P03", "08")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """A database that is locked, busy or unreachable (as opposed to a bug)."""
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                          ConnectionError, TimeoutError)):
+        return True  # SQLite "database is locked", pool exhausted, connection refused/lost
+    if isinstance(error, sa_exc.DBAPIError):
+        code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+        return error.connection_invalidated or (
+            isinstance(code, str) and code.startswith(_RETRYABLE_SQLSTATES))
+    return False
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+    }
+    request_id = g.get("request_id") if g else None
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    response = Response(json.dumps(body), status=status, content_type=PROBLEM_JSON)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _code_for(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(APIError)
+    async def _api_error(error: APIError) -> Response:
+        return problem(
+            error.status, error.code, error.detail, headers=error.headers, **error.extra
+        )
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _validation(error: RequestSchemaValidationError) -> Response:
+        validation = error.validation_error
+        if not isinstance(validation, ValidationError):
+            return problem(422, "validation_error", str(validation))
+        errors = [
+            {
+                "loc": [str(part) for part in item.get("loc", ())],
+                "msg": item.get("msg", ""),
+                "type": item.get("type", ""),
+            }
+            for item in validation.errors()
+        ]
+        return problem(422, "validation_error", "The request body is invalid.", errors=errors)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    async def _too_large(error: RequestEntityTooLarge) -> Response:
+        # The rest of the body stays unread, so the server drops the connection: say so, or a
+        # client would send its next request on it and see a reset.
+        return problem(413, "payload_too_large", "The request body is too large.",
+                       headers={"Connection": "close"})
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def _bad_encoding(error: UnicodeDecodeError) -> Response:
+        # Quart's get_json() raises this for a body that is not UTF-8; it is the client's fault.
+        return problem(400, "malformed_request", "The request body is not valid UTF-8.")
+
+    @app.errorhandler(HTTPException)
+    async def _http(error: HTTPException) -> Response:
+        status = error.code or 500
+        headers: dict[str, str] = {}
+        if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
+        if status == 400:
+            return problem(400, "malformed_request", "The request body is not valid JSON.")
+        detail = {
+            404: "No resource at this URL.",
+            405: "This method is not allowed on this URL.",
+        }.get(status, error.description)
+        return problem(status, _code_for(status), detail, headers=headers)
+
+    @app.errorhandler(Exception)
+    async def _unhandled(error: Exception) -> Response:
+        if database_unavailable(error):
+            # The request's transaction did not commit (its session rolls back at teardown).
+            log.warning("database unavailable: %s", str(error).splitlines()[0][:300])
+            return problem(503, "database_unavailable",
+                           "The database is busy or unavailable; retry shortly.",
+                           headers={"Retry-After": str(RETRY_AFTER_S)})
+        log.exception("unhandled error: %s", type(error).__name__)
+        return problem(500, "internal_error", "An unexpected error occurred.")

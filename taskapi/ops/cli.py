@@ -1,0 +1,219 @@
+"""The `taskapi` command: serve, worker, db upgrade, create-admin, jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from taskapi.config import ConfigError, Settings, load_settings
+from taskapi.core.embedded_redis import EmbeddedRedis, resolve_redis_url
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        # One line and a non-zero exit, no traceback: the operator has a setting to fix.
+        click.echo(f"taskapi: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[str]:
+    """The Redis URL for a command; an embedded server it had to start stops with it."""
+    url, embedded = resolve_redis_url(settings.redis_url, settings.data_dir)
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@click.group()
+def main() -> None:
+    """taskapi: task-management API service."""
+
+
+@main.command()
+@click.option("--host", help="Listen address  [default: 127.0.0.1, or the config file's bind]")
+@click.option("--port", type=int, help="Listen port  [default: 5000, or the config file's bind]")
+@click.option("--workers", type=click.IntRange(1, 64), envvar="WEB_CONCURRENCY",
+              help="Worker processes (env WEB_CONCURRENCY)  [default: 1, or the config file's]")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A hypercorn TOML file (e.g. hypercorn.toml): bind, workers, timeouts, "
+                   "access log format.")
+@click.option("--with-worker/--no-worker", "with_worker", default=None,
+              help="Run the ARQ worker in this process (default: when Redis is embedded).")
+def serve(host: str | None, port: int | None, workers: int | None, config_path: Path | None,
+          with_worker: bool | None) -> None:
+    """Serve the API with hypercorn (uvloop workers) under a supervisor that drains them all."""
+    from taskapi.core.logs import configure_logging
+    from taskapi.ops.migrate import upgrade
+    from taskapi.ops.server import ServeConfigError, build_config, metrics_dir_for, run
+    from taskapi.ops.worker_loop import InProcessWorker
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    access_log = logging.getLogger("hypercorn.access").isEnabledFor(logging.INFO)
+    try:
+        config = build_config(config_path, host=host, port=port, workers=workers,
+                              access_log=access_log)
+    except ServeConfigError as exc:
+        click.echo(f"taskapi: configuration error: {exc}", err=True)
+        sys.exit(2)
+    if settings.env == "development":
+        upgrade(settings.sqlalchemy_url)
+
+    embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir)
+    redis_url = embedded.ensure() if embedded else str(settings.redis_url)
+    worker = None
+    if with_worker or (with_worker is None and embedded is not None):
+        worker = InProcessWorker(settings, redis_url)
+        worker.start()
+
+    exit_code = 0
+    try:
+        exit_code = run(config, metrics_dir_for(settings.data_dir, config))
+    finally:
+        if worker is not None:
+            worker.stop()
+        if embedded is not None:
+            embedded.stop()
+    sys.exit(exit_code)
+
+
+@main.command("worker")
+def worker_command() -> None:
+    """Run the ARQ worker (emails, reminders, reports) in the foreground."""
+    from redis.exceptions import AuthenticationError
+
+    from taskapi.core.logs import configure_logging
+    from taskapi.ops.worker_loop import run_foreground
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    with _redis(settings) as url:
+        try:
+            run_foreground(settings, url)
+        except AuthenticationError as exc:  # a setting to fix: one line, no traceback
+            click.echo(f"taskapi: Redis refused the worker ({exc}): check the credentials in "
+                       "TASKAPI_REDIS_URL", err=True)
+            sys.exit(2)
+
+
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations (SQLite or PostgreSQL, from TASKAPI_DATABASE_URL)."""
+    from taskapi.ops.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.sqlalchemy_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@main.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--username", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, username: str, password: str) -> None:
+    """Create an approved admin (idempotent: an existing email is made an approved admin)."""
+    from taskapi.core.db import Database
+    from taskapi.services.users import ensure_admin
+
+    settings = _settings()
+
+    async def _run() -> tuple[int, bool]:
+        db = Database.from_url(settings.sqlalchemy_url)
+        try:
+            return await ensure_admin(db, email=email, username=username, password=password)
+        finally:
+            await db.dispose()
+
+    try:
+        user_id, created = asyncio.run(_run())
+    except ValueError as exc:
+        click.echo(f"taskapi: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"admin {'created' if created else 'already present'}: id={user_id} {email}")
+
+
+@main.group()
+def jobs() -> None:
+    """Background jobs."""
+
+
+@jobs.command("list")
+def jobs_list() -> None:
+    """Registered jobs and cron schedules, then queued and recent jobs."""
+    from taskapi.jobs import JOBS
+    from taskapi.ops import worker as worker_module
+    from taskapi.ops.queue_admin import describe_queue
+
+    settings = _settings()
+    crons = {c.name.removeprefix("cron:"): c for c in worker_module.WorkerSettings.cron_jobs}
+    click.echo("registered jobs:")
+    for name in JOBS:
+        schedule = ""
+        if name in crons:
+            c = crons[name]
+            schedule = f"  cron hour={_fmt(c.hour)} minute={_fmt(c.minute)}"
+        click.echo(f"  {name}{schedule}")
+    with _redis(settings) as url:
+        rows = asyncio.run(describe_queue(url, worker_module.WorkerSettings.queue_name))
+    click.echo("queue:" if rows else "queue: empty, no recent results")
+    for row in rows:
+        click.echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    emails, gave_up = asyncio.run(_outbox_state(settings))
+    click.echo("email outbox: " + (", ".join(f"{k}={v}" for k, v in sorted(emails.items()))
+                                   or "empty"))
+    for key, to, error in gave_up:
+        click.echo(f"  failed  {key}  to={to}  {error[:100]}")
+
+
+async def _outbox_state(settings: Settings) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
+    from taskapi.core.db import Database
+    from taskapi.services.outbox import backlog, failed
+
+    db = Database.from_url(settings.sqlalchemy_url)
+    try:
+        return await backlog(db), await failed(db)
+    finally:
+        await db.dispose()
+
+
+def _fmt(value: Any) -> str:
+    return "*" if value is None else ",".join(str(v) for v in sorted(value))
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+def jobs_run(name: str, args: tuple[str, ...]) -> None:
+    """Run a job now, in this process (same code and dedupe as the worker).
+
+    ARGS are passed to the job; whole numbers as ints (e.g. a user id).
+    """
+    from taskapi.jobs import JOBS
+    from taskapi.ops.queue_admin import run_job_now
+
+    if name not in JOBS:
+        click.echo(f"taskapi: unknown job {name!r}; known: {', '.join(sorted(JOBS))}", err=True)
+        sys.exit(2)
+    settings = _settings()
+    with _redis(settings) as url:
+        values = [int(a) if a.lstrip("-").isdigit() else a for a in args]
+        result = asyncio.run(run_job_now(JOBS[name], settings, url, *values))
+    click.echo(f"{name}: {result}")

@@ -1,0 +1,71 @@
+"""ARQ worker settings: `taskapi worker` runs them (it supplies the Redis connection).
+
+arq reads these attributes from this class's own __dict__: do not subclass it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.cron import CronJob
+
+from taskapi.config import load_settings
+from taskapi.core.db import Database
+from taskapi.core.logs import configure_logging
+from taskapi.core.redis_client import QUEUE_NAME
+from taskapi.jobs import (
+    JOBS,
+    db_maintenance,
+    deliver_pending_emails,
+    send_daily_reminders,
+)
+from taskapi.mail import Mailer
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = ctx.get("settings") or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    ctx["settings"] = settings
+    ctx["db"] = Database.from_url(settings.sqlalchemy_url, settings.db_lock_timeout)
+    ctx["mailer"] = Mailer(settings, connections=4)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    mailer: Mailer | None = ctx.get("mailer")
+    if mailer is not None:
+        await mailer.close()
+    db: Database | None = ctx.get("db")
+    if db is not None:
+        await db.dispose()
+
+
+def cron_jobs(sweep_interval: int = 60) -> list[CronJob]:
+    """Cron jobs run once per tick across all workers: arq's job id is derived from the
+    function name and the tick time, so a second worker finds the job already taken."""
+    return [
+        # Every 15 minutes: users whose local time reached the reminder hour get theirs.
+        cron(send_daily_reminders, minute={0, 15, 30, 45}, unique=True, timeout=600),
+        # Every minute by default (TASKAPI_EMAIL_SWEEP_INTERVAL).
+        cron(deliver_pending_emails, second=set(range(0, 60, sweep_interval)), unique=True,
+             timeout=300),
+        cron(db_maintenance, hour={3}, minute={17}, unique=True),
+    ]
+
+
+class WorkerSettings:
+    functions = list(JOBS.values())
+    cron_jobs = cron_jobs()
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = QUEUE_NAME
+    max_jobs = 20
+    job_timeout = 300
+    keep_result = 3600
+    max_tries = 5
+    # SIGTERM/SIGINT: take no new jobs and give running ones this long to finish, then cancel
+    # them (arq requeues a cancelled job; the outbox marks what was sent and releases the
+    # rest). Without it arq cancels at once, mid-SMTP: a message the server then accepts stays
+    # claimed and is sent a second time. Keep the container's stop timeout longer.
+    job_completion_wait = 25
+    health_check_interval = 60

@@ -1,0 +1,39 @@
+"""Who may see a task, who may be assigned one, and the cache versions a task write moves."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.core.cache import bump, mine_version, task_version, tasks_version
+from taskapi.core.errors import APIError, not_found
+from taskapi.core.state import AppState
+from taskapi.models import Task, User
+from taskapi.services.authstate import Actor
+from taskapi.services.authz import STAFF
+
+
+def visible_to(actor: Actor, assignee: int | None) -> bool:
+    """Staff see every task; anyone else only the tasks assigned to them."""
+    return actor.role in STAFF or (assignee is not None and assignee == actor.id)
+
+
+async def get_visible(session: AsyncSession, actor: Actor, task_id: int) -> Task:
+    task = await session.get(Task, task_id)
+    # Someone else's task is a 404, not a 403 that would confirm it exists.
+    if task is None or not visible_to(actor, task.assigned_user_id):
+        raise not_found("task")
+    return task
+
+
+async def assignable(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is not None and user.is_approved:
+        return user
+    raise APIError(422, "invalid_assignee", "assigned user must be an existing, approved user",
+                       errors=[{"loc": ["assigned_user_id"], "msg": "no such approved user",
+                                "type": "value_error"}])
+
+
+async def after_write(ctx: AppState, task_id: int, *affected_users: int | None) -> None:
+    await bump(ctx.redis, tasks_version(), task_version(task_id),
+               *(mine_version(uid) for uid in affected_users if uid is not None))

@@ -1,0 +1,1 @@
+"""What the tests share: values, ports, the SMTP sink, real processes, fault injection."""
