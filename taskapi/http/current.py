@@ -1,4 +1,4 @@
-"""Quart-side access to the app's context and the per-request database session."""
+"""Quart-side access to the app's AppState and the per-request database session."""
 
 from __future__ import annotations
 

@@ -148,7 +148,8 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
     finally:
         # Also when cancelled (a stopping worker past its grace period): mark what the server
         # accepted, so no rerun sends it again, and release the rest now rather than leaving
-        # it claimed until STALE_CLAIM. Shielded: a second cancel must not cut the UPDATE.
+        # it claimed until EMAIL_CLAIM_TIMEOUT has passed. Shielded: a second cancel must not
+        # cut the UPDATE.
         outcome = await asyncio.shield(_record(db, settings, token, rows, results, now))
     return outcome
 
