@@ -2,12 +2,9 @@
 
 SQLite: WAL, synchronous=NORMAL, foreign keys, a busy timeout, and write transactions that
 begin IMMEDIATE. PostgreSQL: a lock_timeout of the same length. Either way a statement that
-cannot get its lock in time fails (and the request answers 503, errors.py) rather than
-waiting for as long as another process holds the lock. A deferred BEGIN that reads before it
-writes fails under concurrency with "database is locked" whatever the busy timeout (the lock
-upgrade cannot wait), so every session that may write takes the write lock up front.
+cannot get its lock in time fails, and the request answers 503 (decision 001).
 
-The hot task routes do not use the per-request session: see Database.run.
+The hot task routes do not use the per-request session: see Database.run (decision 003).
 """
 
 from __future__ import annotations
@@ -87,11 +84,8 @@ def create_engine(url: str, lock_timeout: float = LOCK_TIMEOUT_S, **kwargs: Any)
 class Database:
     """Two session factories: read (deferred BEGIN) and write (IMMEDIATE on SQLite).
 
-    On SQLite, writes go through their own engine with a single connection: SQLite admits one
-    writer at a time anyway, and queueing writers of this process in the pool (FIFO, in
-    asyncio) instead of in SQLite's busy handler keeps waits short and fair under load. A
-    burst of writers each holding a connection and spinning on the lock, while the holder
-    waits for CPU, is what produced "database is locked" after the busy timeout.
+    On SQLite, writes go through their own engine with a single connection, so the writers of
+    this process queue in the pool (FIFO) rather than in SQLite's busy handler (decision 002).
     """
 
     engine: AsyncEngine
@@ -116,9 +110,8 @@ class Database:
                 for prefix, engine in (("", self.sync_engine), ("inline-", self.inline_engine))
                 for mode, options in modes
             }
-            # Write transactions queue in one thread (FIFO, like the single write connection)
-            # rather than in SQLite's busy handler; reads and single statements, which hold
-            # no lock between statements, run side by side.
+            # Write transactions queue in one thread, reads and single statements run side by
+            # side. Why: docs/decisions/002-sqlite-single-writer.md
             self._threads = {
                 "read": ThreadPoolExecutor(SQLITE_READ_THREADS, "taskapi-db-read"),
                 "write": ThreadPoolExecutor(1, "taskapi-db-write"),
@@ -142,8 +135,7 @@ class Database:
         # Per process at most 24 + 16 connections (a PostgreSQL default allows 100 in all).
         sessions = create_engine(url, lock_timeout, **{"pool_size": 12, "max_overflow": 12,
                                                        **kwargs})
-        # No checkout ping on the hot path (a round trip per request): Database.run runs
-        # its work again on a new connection when the pooled one turns out dead.
+        # Autocommit, no checkout ping. Why: docs/decisions/006-postgresql-autocommit-pool.md
         autocommit = create_engine(url, lock_timeout, pool_size=8, max_overflow=8,
                                    isolation_level="AUTOCOMMIT", pool_pre_ping=False)
         return cls(sessions, autocommit_engine=autocommit)
@@ -160,47 +152,44 @@ class Database:
     async def run(self, work: Callable[[Connection], T], *, write: bool = False,
                   single: bool = False, inline: bool = False) -> T:
         """`work`, plain synchronous Core statements on a Connection, as one unit of work;
-        its return value. (Core, not an ORM Session: the Session's unit-of-work machinery
-        costs some 200 µs of CPU per call, ten times the SQL of a primary-key read.)
+        its return value (decisions 003, 005, 006).
 
         On SQLite one transaction, committed when `work` returns and rolled back if it
         raises (`write`: it takes the write lock up front, BEGIN IMMEDIATE). `single`: no
         transaction around the statements, each commits by itself: for work whose one
         writing statement comes first, so that on SQLite the write lock is held only while
         that statement runs. Return plain values: objects are detached afterwards. `work` may
-        be run twice (see `inline`), so it must do nothing but database work.
+        be run twice (SQLite `inline` work that meets a lock; PostgreSQL work whose pooled
+        connection turns out dead), so it must do nothing but database work.
 
         SQLite: the whole of `work` runs in one call, through the stdlib driver, on a worker
-        thread (write transactions queued on one, the rest on SQLITE_READ_THREADS). Through
-        aiosqlite every statement costs three or four hand-offs between the event loop and a
-        connection thread (cursor, execute, fetch, close, plus BEGIN and COMMIT), each a
-        thread wake-up and a GIL hand-over; under load those cost more CPU than the SQL.
+        thread (write transactions queued on one, the rest on SQLITE_READ_THREADS).
 
         `inline` (SQLite): work the caller knows to be a few index lookups (a primary key,
-        one user's tasks) runs right here on the event loop: the SQL takes microseconds,
-        less than the hand-off to a thread, and the Python around it holds the GIL on a
-        thread too. It never waits there: its connection has no busy timeout, and work that
-        meets a lock is rolled back and run again on a thread, which waits the normal busy
-        timeout. Unbounded work (a text search over all tasks, counts over the whole table)
-        must not be inline: it would stall every request of the worker.
+        one user's tasks) runs right here on the event loop. It never waits there: its
+        connection has no busy timeout, and work that meets a lock is rolled back and run
+        again on a thread, which waits the normal busy timeout. Unbounded work (a text search
+        over all tasks, counts over the whole table) must not be inline: it would stall every
+        request of the worker.
 
         PostgreSQL: the same code through AsyncConnection.run_sync, each statement awaited
-        on asyncpg; only `write` work gets a transaction (`inline` changes nothing).
+        on asyncpg; only `write` work gets a transaction, the rest autocommits (`inline`
+        changes nothing).
         """
         if self.sync_engine is None:
             if write:
                 async with self.engine.connect() as conn, conn.begin():
                     return await conn.run_sync(work)
-            # Each statement commits by itself: no BEGIN and COMMIT round trips. (At READ
-            # COMMITTED a transaction would not give reads one snapshot anyway.)
+            # Each statement commits by itself: no BEGIN and COMMIT round trips.
+            # Why: docs/decisions/006-postgresql-autocommit-pool.md
             try:
                 return await self._autocommit(work)
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
                 # A pooled connection the server had dropped (a restart): SQLAlchemy has
-                # discarded the whole pool; once more on a new connection. (Had the server
-                # committed a statement just before, it runs twice: see the docstring.)
+                # discarded the whole pool; once more on a new connection.
+                # Why: docs/decisions/006-postgresql-autocommit-pool.md
                 return await self._autocommit(work)
         mode = "single" if single else "write" if write else "read"
         if inline:
