@@ -163,13 +163,10 @@ def _install_lifecycle(app: Quart) -> None:
 
 async def settle_heap() -> None:
     """For a serving process, once started: collect, then freeze what survives (the modules,
-    the app, its pools) out of the garbage collector's way.
+    the app, its pools) out of the garbage collector's way (decision 004).
 
-    Python's oldest-generation collection walks every tracked object; with the imports of a
-    worker (SQLAlchemy, pydantic, hypercorn...) that took 70-80 ms under load, three or four
-    times a minute, stalling every request in flight (the mix's p99). Frozen objects are
-    still freed by reference counting; only cycles among them stay. Not for the test
-    client, whose process starts many apps: asgi.py, the served entry point, adds it.
+    Not for the test client, whose process starts many apps: asgi.py, the served entry
+    point, adds it.
     """
     gc.collect()
     gc.freeze()
