@@ -8,12 +8,8 @@ from typing import Any
 
 class ConcurrencyLimit:
     """At most `limit` HTTP requests of this process run at once; the others wait, in order
-    of arrival, before the app sees them (a waiting request holds no database connection).
-
-    Without it, at 1,000 connections on two workers (bench/load_1000.py) every request
-    entered the app at once and competed for pooled connections and the event loop: on
-    PostgreSQL 21 answered 503 (database unavailable) and 1,956 waited past the client's
-    10 s timeout; with it, none did, at the same throughput."""
+    of arrival, before the app sees them (a waiting request holds no database connection)
+    (decision 007)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app

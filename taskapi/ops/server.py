@@ -1,10 +1,8 @@
 """Run hypercorn worker processes with a graceful stop.
 
-hypercorn's own multi-worker runner terminates every remaining worker as soon as the first
-one has drained after SIGTERM, which resets the connections the slower workers are still
-answering. This supervisor signals all workers, waits for each to finish its in-flight
-requests (up to the graceful timeout), and only then terminates stragglers. It also restarts
-a worker that dies unexpectedly.
+This supervisor (not hypercorn's own multi-worker runner: decision 009) signals all workers,
+waits for each to finish its in-flight requests (up to the graceful timeout), and only then
+terminates stragglers. It also restarts a worker that dies unexpectedly.
 
 Metrics: each worker writes its samples to files in a fresh directory (PROMETHEUS_MULTIPROC_DIR,
 wiped at start), so a /metrics scrape answered by any worker sums all of them; a worker that
@@ -45,10 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "graceful_timeout": 30,
     "keep_alive_timeout": 75,
     "include_server_header": False,
-    "h11_max_incomplete_size": HEAD_BYTES,
-    # hypercorn's default accept backlog (100) overflowed under 1,000 connecting clients
-    # (SYNs dropped, connect retried after 1 s); the kernel caps it at net.core.somaxconn.
-    "backlog": 2048,  # see limits.py: the app explains 414/431
+    "h11_max_incomplete_size": HEAD_BYTES,  # see limits.py: the app explains 414/431
+    # The kernel caps it at net.core.somaxconn. Why: docs/decisions/008-accept-backlog-2048.md
+    "backlog": 2048,
     "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(D)sus rid=%({x-request-id}o)s',
 }
 _WORKERS = {"uvloop": uvloop_worker, "asyncio": asyncio_worker}
@@ -65,8 +62,8 @@ def build_config(path: Path | None = None, *, host: str | None = None, port: int
     The log destinations in a file (accesslog/errorlog) are replaced by the "hypercorn.access"
     and "hypercorn.error" loggers (picklable by name), so hypercorn's lines go through our
     handlers and formats, JSON included; its access_log_format is kept. `access_log=False`
-    (a log level above INFO, where the lines would be dropped anyway): no access logger, as
-    hypercorn builds each line's fields before the logger decides (3-5 % of a cached read).
+    (a log level above INFO, where the lines would be dropped anyway): no access logger
+    (decision 010).
     """
     values = dict(DEFAULTS)
     if path is not None:
