@@ -1,11 +1,8 @@
 """Response cache in Redis with version counters (no KEYS/SCAN/FLUSH).
 
-An entry's key embeds the current values of the version counters it depends on; a write
-bumps the counters after its commit, so the next read (on any worker) misses and rebuilds
-from the database, while old entries simply expire. One round trip per lookup: a Lua script
-reads the versions and the entry together. Every version string starts with the epoch
-(outage.py), which moves on when Redis comes back from an outage. Redis down: every lookup
-misses, stores and bumps are skipped (the epoch covers them), and the log says so once.
+An entry's key embeds the current values of the version counters it depends on, and the
+epoch (redis_client.py); a write bumps the counters after its commit. Redis down: every
+lookup misses, stores and bumps are skipped (decision 011).
 """
 
 from __future__ import annotations
@@ -159,11 +156,9 @@ async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awai
         return lookup.entry
     if lookup.version is None:  # Redis unavailable or the cache off: nothing to share
         return await build()
-    # One build per entry and versions in this process: the requests that miss the same entry
-    # at the same versions while it is being built wait for that build instead of each
-    # running the query (after a write, every client polling that list misses at once: at
-    # 1,000 connections this herd cost ten times the CPU of the answers). Only the same
-    # versions: a request that read newer ones (a write committed since) builds its own.
+    # One build per entry and versions in this process: the misses of the same entry at the
+    # same versions wait for it; a request that read newer versions builds its own.
+    # Why: docs/decisions/012-single-build-per-entry.md
     flight_key = f"{lookup.key}@{lookup.version}"
     flight = cache.flights.get(flight_key)
     if flight is None:
