@@ -1,16 +1,10 @@
 """The Redis client and its outage guard: fail fast while Redis is away, and forget what
 was cached when it returns.
 
-After any Redis failure a process stops calling Redis: requests answer from the database at
-once instead of each waiting for a socket timeout (a paused or unreachable Redis made every
-request wait a second per Redis call). Every RETRY_INTERVAL one probe tries again; the probe
-that succeeds increments the *epoch*, which every cached response and auth state key embeds.
-Writes and revocations made during the outage could not bump their version counters or
-overwrite their auth state, and a restarted Redis may load old keys from its dump: with a new
-epoch, none of that is reachable, and everything is rebuilt from the database.
-
-The one window: a process that saw no failure may serve an entry of the old epoch until one
-that did reaches Redis again (its probe runs every RETRY_INTERVAL in the background).
+After any Redis failure a process stops calling Redis (requests answer from the database).
+Every RETRY_INTERVAL one probe tries again; the probe that succeeds increments the *epoch*,
+which every cached response and auth state key embeds, so nothing cached before the outage
+is reachable (decision 013).
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """Who is calling: session and user state for the per-request auth check.
 
-The database is the source of truth; Redis caches two small keys per caller so the hot path
-issues no SQL (one pipelined round trip, shared with the rate limit):
+The database is the source of truth; Redis caches two small keys per caller:
 
   auth:s:{sid}@{epoch}  "ok:{user_id}" | "revoked"
   auth:u:{id}@{epoch}   "{role}:{approved 0|1}" | "gone"
 
-Fills use SET NX, changes use plain SET after the database commit. A reader that loaded old
-state from the database just before a change can therefore never overwrite the newer value
-(its NX fails), and a change always overwrites an older fill. With Redis down every check
-reads the database; a change made then could not be written to Redis, so when Redis is back
-the epoch moves on (outage.py) and every key of the old epoch is unreachable. Entries expire
-after CACHE_TTL, the bound for what even that misses (a process that made the change exited
-before Redis came back).
+Fills use SET NX, changes use plain SET after the database commit (decision 014).
 """
 
 from __future__ import annotations
