@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None) -> Quart:
                             "X-Total-Count"],
             max_age=600,
         )
-    # Cache hits of the cached GET routes are answered before Quart (see fastpath.py).
+    # Cache hits of the cached GET routes are answered before Quart (http/cached_reads.py).
+    # Why: docs/decisions/015-cached-reads-fast-path.md
     app.asgi_app = CachedReads(app, state, app.asgi_app)  # type: ignore[method-assign, assignment]
     return app
 

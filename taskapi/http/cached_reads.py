@@ -11,7 +11,7 @@ counted once and looked up once. Quart then produces every error and every miss.
 
 Nothing here is a second source of truth: routes come from the app's own URL map, roles from
 `require_role`, cache keys and the per-entry check from `@prefetch`, auth rules from
-services/authstate.py, query parsing from querystring.py.
+services/authstate.py, query parsing from querystring.py (decision 015).
 """
 
 from __future__ import annotations
