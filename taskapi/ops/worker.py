@@ -63,9 +63,8 @@ class WorkerSettings:
     job_timeout = 300
     keep_result = 3600
     max_tries = 5
-    # SIGTERM/SIGINT: take no new jobs and give running ones this long to finish, then cancel
-    # them (arq requeues a cancelled job; the outbox marks what was sent and releases the
-    # rest). Without it arq cancels at once, mid-SMTP: a message the server then accepts stays
-    # claimed and is sent a second time. Keep the container's stop timeout longer.
+    # SIGTERM/SIGINT: no new jobs, running ones get this long to finish, then are cancelled
+    # (and requeued). Keep the container's stop timeout longer.
+    # Why: docs/decisions/017-job-completion-wait.md
     job_completion_wait = 25
     health_check_interval = 60

@@ -36,24 +36,13 @@ def build_worker(settings: Settings, redis_url: str, **overrides: Any) -> Worker
 
 
 class WorkerLoop:
-    """arq workers, one after another on one event loop, until stopped.
+    """arq workers, one after another on one event loop, until stopped (decision 016).
 
-    arq does not reconnect: when its Redis goes away (a restart, a failover) the worker's
-    main loop raises a connection error and the worker ends. Emails are not lost with it
-    (each is a row in the outbox, marked sent one by one; the sweeper sends what is due) and
-    arq's queue lives in Redis, so the next worker takes over: WorkerLoop logs the outage
-    once, waits until Redis answers and starts a new worker. Jobs that were running when
-    Redis went away keep arq's in-progress mark there until it expires (up to the longest job
-    timeout), then run again; email and report jobs are idempotent through the outbox.
-
-    Only connection errors restart; any other error (a full Redis, a read-only replica, a
-    bug) ends the loop and the process, for its supervisor to see. So do five workers in a
-    row that cannot connect although Redis answers a ping.
-
-    Signals: each worker installs arq's SIGTERM/SIGINT handlers on the shared loop; between
-    workers WorkerLoop's own handlers replace them on the same loop, so a signal is never
-    lost in between and never meets the default action. A worker stopped by a signal or by
-    `stop()` (running jobs get `job_completion_wait` to finish) ends the loop.
+    A worker that loses its Redis connection is followed, once Redis answers a ping, by a new
+    one; the outage is logged once. Any other error ends the loop and the process, and so do
+    MAX_START_FAILURES workers in a row that cannot connect although Redis answers a ping.
+    SIGTERM/SIGINT (arq's handlers during a worker, WorkerLoop's between workers) or `stop()`
+    end the loop; running jobs get `job_completion_wait` to finish.
     """
 
     MAX_WAIT = 5.0
