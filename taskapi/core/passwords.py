@@ -1,4 +1,4 @@
-"""argon2id password hashing (pwdlib), run in a thread: each hash or verify takes ~100 ms."""
+"""argon2id password hashing (pwdlib), run in a thread, two at a time per process (decision 018)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from functools import lru_cache
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-# Each argon2 operation takes ~64 MiB and ~100 ms of CPU. Two at a time per process keeps
-# memory bounded and leaves CPU for everything else (including SQLite lock holders) under a
-# burst of logins; the rest wait their turn without blocking the event loop.
+# At most this many hashes or verifies at once; the rest wait without blocking the event loop.
+# Why: docs/decisions/018-argon2-two-at-a-time.md
 MAX_CONCURRENT = 2
 _slots: asyncio.Semaphore | None = None
 
