@@ -1,6 +1,6 @@
 """The one parser of query strings: cache keys, list filters and `next` links all read the
-query through it, in Quart and before it (fastpath.py), so a cache key can never stand for a
-different query than the one its entry was built from."""
+query through it, in Quart and before it (http/cached_reads.py), so a cache key can never
+stand for a different query than the one its entry was built from."""
 
 from __future__ import annotations
 

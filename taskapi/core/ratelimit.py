@@ -1,5 +1,5 @@
 """Fixed-window rate limits in Redis. Redis down: limits fail open, logged once per outage
-(outage.py)."""
+(redis_client.py)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def hit(redis: GuardedRedis, win: Window) -> None:
 
 # The request's one round trip: count the hit, read the caller's auth state, and look up the
 # response the route may serve from cache (its version counters and the entry). Auth state
-# and entries live under the current epoch (outage.py).
+# and entries live under the current epoch (redis_client.py).
 _REQUEST_LUA = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
