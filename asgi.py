@@ -1,14 +1,5 @@
-"""ASGI entry point: `hypercorn asgi:app`."""
+"""Checkout shim: `hypercorn asgi:app` still works; the app is taskapi/ops/asgi.py."""
 
-import sys
+from taskapi.ops.asgi import app
 
-from taskapi.config import ConfigError
-
-try:
-    from taskapi.app import create_app, settle_heap
-
-    app = create_app()
-    app.before_serving(settle_heap)  # after the app's own startup
-except ConfigError as exc:  # one line, no traceback: the operator has a setting to fix
-    print(f"taskapi: configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+__all__ = ["app"]

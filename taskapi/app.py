@@ -166,7 +166,7 @@ async def settle_heap() -> None:
     """For a serving process, once started: collect, then freeze what survives (the modules,
     the app, its pools) out of the garbage collector's way (decision 004).
 
-    Not for the test client, whose process starts many apps: asgi.py, the served entry
+    Not for the test client, whose process starts many apps: ops/asgi.py, the served entry
     point, adds it.
     """
     gc.collect()

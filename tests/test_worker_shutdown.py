@@ -19,7 +19,7 @@ from sqlalchemy import select
 from taskapi import mail
 from taskapi.models import EmailOutbox, EmailStatus
 from taskapi.services import outbox
-from tests.support.processes import REPO, cli_env
+from tests.support.processes import cli_env, outside_checkout
 from tests.support.smtp import SMTPSink, smtp_server
 
 
@@ -45,7 +45,7 @@ def slow_sink() -> Iterator[tuple[SlowSink, int]]:
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "taskapi", "worker"], env=env, cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "taskapi", "worker"], env=env, cwd=outside_checkout(env),
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 

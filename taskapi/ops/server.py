@@ -83,7 +83,7 @@ def build_config(path: Path | None = None, *, host: str | None = None, port: int
         raise ServeConfigError(f"worker_class {values['worker_class']!r}: taskapi serve runs "
                                f"{' or '.join(_WORKERS)}")
     config = Config.from_mapping(values)
-    config.application_path = "asgi:app"
+    config.application_path = "taskapi.ops.asgi:app"
     config.accesslog = logging.getLogger("hypercorn.access") if access_log else None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import redis
 
 from tests.support.ports import free_port
-from tests.support.processes import REPO, cli_env
+from tests.support.processes import cli_env, outside_checkout
 
 T = TypeVar("T")
 
@@ -168,7 +168,7 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
     """A real `taskapi worker` process (its output in `log_path`)."""
     with log_path.open("wb") as log:
         return subprocess.Popen([sys.executable, "-m", "taskapi", "worker"], env=env,
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=outside_checkout(env), stdout=log, stderr=subprocess.STDOUT)
 
 
 def mail_env(tmp_path: Path, database_url: str, redis_url: str, smtp_port: int,

@@ -28,11 +28,17 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def outside_checkout(env: dict[str, str]) -> Path:
+    """Where real processes run: beside their data dir, not in the checkout, as an installed
+    service would (no root shims such as asgi.py on sys.path, no developer's .env)."""
+    return Path(env["TASKAPI_DATA_DIR"]).parent
+
+
 def run_cli(
     *args: str, env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taskapi", *args], env=env, cwd=REPO,
+        [sys.executable, "-m", "taskapi", *args], env=env, cwd=outside_checkout(env),
         capture_output=True, text=True, timeout=timeout, check=False,
     )
 
@@ -46,7 +52,7 @@ def serve(env: dict[str, str], *args: str, timeout: float = 30, port: int | None
     log = open(Path(env["TASKAPI_DATA_DIR"]).parent / f"serve-{port}.log", "w+")
     process = subprocess.Popen(
         [sys.executable, "-m", "taskapi", "serve", "--port", str(port), *args],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env=env, cwd=outside_checkout(env), stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
