@@ -24,26 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import (
-    REPO,
+from proc_stats import print_processes, server_processes
+from run_info import REPO, log, machine_info, save_results
+from servers import (
     clean_env,
     count_lines,
     flush_redis,
     free_port,
-    log,
-    machine_info,
-    print_processes,
-    save_results,
-    server_processes,
     start_server,
     stop_server,
-    strip_stdout,
-    summarize,
     taskapi_bin,
     wait_ready,
-    write_get_lua,
 )
-from _common import measure as _measure
+from wrk_lua import write_get_lua
+from wrk_runs import measure as _measure
+from wrk_runs import strip_stdout, summarize
 
 ADMIN_EMAIL, ADMIN_USER = "bench-admin@example.test", "bench_admin"
 USER_PASSWORD = "bench password 123"

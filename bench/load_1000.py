@@ -7,7 +7,7 @@ Run with the repo venv:
 Seeds users and tasks like bench/tasks_load.py (same helpers), starts `taskapi serve
 --workers 2`, logs employees in, then holds `--connections` wrk connections for `--duration`
 seconds: 90 % GET /tasks/mine, 10 % PUT /task/{id}/status, bearer tokens rotating (the
-LUA_MIX script of tasks_load.py). A short warmup at the same concurrency comes first.
+lua/mix.lua script of tasks_load.py). A short warmup at the same concurrency comes first.
 
 Reported: requests/s, latency p50/p99, every status (non-2xx, 5xx), wrk's socket errors by
 kind, the kernel's listen-queue overflows during the run (server side: the accept backlog)
@@ -34,39 +34,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import (
-    count_lines,
-    find_wrk,
-    flush_redis,
-    free_port,
-    log,
-    lua_strings,
-    machine_info,
-    run_wrk,
-    save_results,
-    server_processes,
-    start_server,
-    stop_server,
-    taskapi_bin,
-    wait_ready,
-    worker_cpu,
-    write_lua,
-)
-from tasks_load import (
-    LUA_MIX,
+from proc_stats import worker_cpu, worker_rss
+from run_info import app_version, log, machine_info, save_results
+from seeding import (
     PASSWORD,
-    add_common_args,
-    app_version,
     database_urls,
     employee_email,
     fresh_database,
-    login_all,
-    make_env,
     owned_task_ids,
     pg_recreate,
     seed_tasks,
     seed_users,
 )
+from servers import (
+    count_lines,
+    flush_redis,
+    free_port,
+    start_server,
+    stop_server,
+    taskapi_bin,
+    wait_ready,
+)
+from tasks_setup import add_common_args, login_all, make_env
+from wrk_lua import write_lua
+from wrk_runs import find_wrk, run_wrk
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -87,11 +78,6 @@ def listen_overflows() -> dict[str, int]:
         if len(parts) >= 2 and parts[0].startswith("TcpExt"):
             values[parts[0]] = int(parts[1])
     return values
-
-
-def worker_rss(serve_pid: int) -> list[float]:
-    return [round(p["vm_rss_kb"] / 1024, 1) for p in server_processes(serve_pid)
-            if p["kind"] == "hypercorn-worker" and p["vm_rss_kb"]]
 
 
 class RssSampler(threading.Thread):
@@ -172,8 +158,7 @@ def main() -> int:
         tokens = asyncio.run(login_all(base, [employee_email(i) for i in range(args.users)],
                                        concurrency=4))
         script = tmp / "mix.lua"
-        ids_lua = ", ".join("{" + ", ".join(map(str, own_ids[o])) + "}" for o in owners)
-        write_lua(script, LUA_MIX, tokens=lua_strings(tokens), ids=ids_lua,
+        write_lua(script, "mix.lua", tokens=tokens, ids=[own_ids[o] for o in owners],
                   put_every=args.put_every)
 
         result["worker_rss_mib_start"] = worker_rss(serve.pid)

@@ -23,7 +23,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import REPO, clean_env, free_port, log, save_results, taskapi_bin
+from run_info import REPO, log, save_results
+from servers import clean_env, free_port, taskapi_bin
 
 
 class Sink:
