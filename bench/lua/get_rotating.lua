@@ -5,9 +5,6 @@
 function init(args)
   n = #tokens
   counter = (tid * 7919) % n
-  non2xx = 0
-  etags = 0
-  statuses = {}
   reqs = {}
   for i = 1, n do
     reqs[i] = wrk.format("GET", path, {["Authorization"] = "Bearer " .. tokens[i]})

@@ -11,9 +11,6 @@ function init(args)
   counter = (tid * 7919) % n
   put_counter = (tid * 7919 + 13) % n
   seq = tid
-  non2xx = 0
-  etags = 0
-  statuses = {}
   gets = {}
   puts = {}
   pos = {}

@@ -6,9 +6,6 @@
 function init(args)
   n = #tokens
   counter = (tid * 7919) % n
-  non2xx = 0
-  etags = 0
-  statuses = {}
   reqs = {}
   pos = {}
   for i = 1, n do

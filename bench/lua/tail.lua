@@ -1,6 +1,11 @@
 -- Last part of every bench script for wrk. response() counts every status (so any non-2xx,
 -- 1xx/3xx included, is caught) and the 2xx answers that carry an ETag; done() prints one
 -- JSON line (BENCH_JSON ...) that bench/wrk_runs.py reads.
+-- Each wrk thread loads the whole script into its own Lua state, so these are per thread.
+statuses = {}
+non2xx = 0
+etags = 0
+
 function response(status, headers, body)
   local key = tostring(status)
   statuses[key] = (statuses[key] or 0) + 1
