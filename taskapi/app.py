@@ -20,7 +20,7 @@ from taskapi.core.embedded_redis import resolve_redis_url
 from taskapi.core.logs import configure_logging, request_id_for, request_id_var
 from taskapi.core.redis_client import keep_probing
 from taskapi.core.state import AppState
-from taskapi.http.admission import ConcurrencyLimit
+from taskapi.http.admission import ConcurrencyLimit, body_error
 from taskapi.http.blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
 from taskapi.http.cached_reads import STARTED_KEY, CachedReads
 from taskapi.http.current import EXTENSION_KEY, close_db_session
@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     _install_request_hooks(app)
     _install_lifecycle(app)
-    limited = ConcurrencyLimit(app.asgi_app, settings.max_concurrency)
+    limited = ConcurrencyLimit(app.asgi_app, settings.max_concurrency,
+                               max_body=settings.max_body_bytes,
+                               body_timeout=settings.body_timeout)
     app.asgi_app = limited  # type: ignore[method-assign,assignment]
 
     if settings.cors_origins:
@@ -100,6 +102,9 @@ def _install_request_hooks(app: Quart) -> None:
         g.started = request.scope.get(STARTED_KEY) or time.perf_counter()
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         request_id_var.set(g.request_id)
+        late = body_error(request.scope)
+        if late is not None:
+            raise late
         if request.method in BODY_METHODS:
             # Read the body before anything may answer early (401/403): hypercorn drops a
             # keep-alive connection when a response goes out with the body still unread.

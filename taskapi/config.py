@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     rate_limit_default: str = "600/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(1024 * 1024, gt=0)
+    # Seconds a request's whole body may take to arrive (408 after); it is read before the
+    # request takes one of the MAX_CONCURRENCY slots (decision 020).
+    body_timeout: float = Field(10.0, gt=0)
     # Requests one server worker process runs at once; the others wait their turn (FIFO).
     max_concurrency: int = Field(64, gt=0)
     log_level: str = "INFO"

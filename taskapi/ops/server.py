@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "worker_class": "uvloop",
     "graceful_timeout": 30,
     "keep_alive_timeout": 75,
+    # No read_timeout: hypercorn applies it to every read of a connection, a request in flight
+    # included (its client is silent while it waits for the answer), so it would cut long
+    # requests and streams. A head must be complete within keep_alive_timeout (hypercorn's idle
+    # timer runs until it is), a body within TASKAPI_BODY_TIMEOUT (decision 020).
+    "read_timeout": None,
     "include_server_header": False,
     "h11_max_incomplete_size": HEAD_BYTES,  # see limits.py: the app explains 414/431
     # The kernel caps it at net.core.somaxconn. Why: docs/decisions/008-accept-backlog-2048.md
