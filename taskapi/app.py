@@ -102,6 +102,7 @@ def _install_request_hooks(app: Quart) -> None:
         g.started = request.scope.get(STARTED_KEY) or time.perf_counter()
         g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
         request_id_var.set(g.request_id)
+        # The body was read before admission; one too slow to arrive is a 408 (decision 020).
         late = body_error(request.scope)
         if late is not None:
             raise late

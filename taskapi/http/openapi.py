@@ -2,7 +2,7 @@
 
 quart-schema documents the success responses it validates. The errors are added here, from
 what the route is: rate limited (429), authenticated (401) and role-gated (403), addressed by
-an id (404), reading a body (400, 413, 422) or a query string (422), using the database
+an id (404), reading a body (400, 408, 413, 422) or a query string (422), using the database
 (503), plus what a route
 declares with `@problems(...)` (409, …). Errors are application/problem+json (`Problem`).
 """
@@ -152,7 +152,8 @@ class Provider(OpenAPIProvider):
         if rule.arguments:
             statuses.add(404)
         if method in BODY_METHODS:
-            statuses.add(413)  # every body is read up front, whatever the route
+            # Every body is read up front, whatever the route, within BODY_TIMEOUT.
+            statuses |= {408, 413}
         if "requestBody" in operation:
             statuses |= {400, 422}
         if any(p["in"] == "query" for p in operation["parameters"]):
