@@ -4,7 +4,7 @@ of admitted requests run at once in each server process."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from taskapi.core.errors import APIError
@@ -94,7 +94,7 @@ def _has_body_to_read(scope: dict[str, Any], max_body: int) -> bool:
     return False
 
 
-def body_error(scope: dict[str, Any]) -> APIError | None:
+def body_error(scope: Mapping[str, Any]) -> APIError | None:
     """408 when the request's body did not arrive in time, else None. The rest of the body
     stays unread, so the server closes the connection: the answer says so."""
     if not scope.get(BODY_TIMED_OUT_KEY):
