@@ -25,6 +25,7 @@ from taskapi.http.blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
 from taskapi.http.cached_reads import STARTED_KEY, CachedReads
 from taskapi.http.current import EXTENSION_KEY, close_db_session
 from taskapi.http.gate import identify_and_limit
+from taskapi.http.headers import add_declared_headers
 from taskapi.http.limits import CONVERTERS, check_ids, guard_json, head_error
 from taskapi.http.openapi import API_PREFIX, BODY_METHODS, Provider
 from taskapi.http.problems import register_error_handlers
@@ -130,6 +131,7 @@ def _install_request_hooks(app: Quart) -> None:
             if request.if_none_match.contains_weak(etag):
                 response.status_code = 304
                 response.set_data(b"")
+        add_declared_headers(response)  # after the defaults above: a route's own word wins
         started = g.get("started")
         if started is not None:
             metrics.observe_request(request.endpoint, request.method, response.status_code,

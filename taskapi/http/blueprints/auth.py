@@ -8,6 +8,7 @@ from quart_schema import tag, validate_request, validate_response
 from taskapi.http.client import client_ip
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
+from taskapi.http.headers import no_store
 from taskapi.http.openapi import no_content, problems
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
 from taskapi.schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
@@ -29,6 +30,7 @@ async def register(data: UserCreate) -> tuple[UserOut, int]:
 
 @bp.post("/login")
 @tag_
+@no_store
 @validate_request(LoginIn)
 @validate_response(TokenPair)
 @problems(401, 403)
@@ -39,6 +41,7 @@ async def login(data: LoginIn) -> TokenPair:
 
 @bp.post("/token/refresh")
 @tag_
+@no_store
 @validate_request(RefreshIn)
 @validate_response(TokenPair)
 @problems(401)
