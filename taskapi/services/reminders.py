@@ -12,7 +12,6 @@ import logging
 from collections import Counter, defaultdict
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import exists, select
 
@@ -21,19 +20,11 @@ from taskapi.config import Settings
 from taskapi.core.db import Database
 from taskapi.models import EmailOutbox, Role, Task, TaskStatus, User, utcnow
 from taskapi.models.task import deadline_nulls_last
+from taskapi.services.local_time import local_day_due, user_zone
 from taskapi.services.outbox import deliver, email_row, insert_ignore
 
 log = logging.getLogger("taskapi.reminders")
 BATCH = 500
-
-
-def _zone(name: str | None, default: ZoneInfo) -> ZoneInfo:
-    if not name:
-        return default
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return default
 
 
 def _task_line(task: Any, now: datetime) -> dict[str, Any]:
@@ -72,10 +63,11 @@ async def send_daily_reminders(db: Database, settings: Settings, *, now: datetim
             after = users[-1].id
             due: dict[int, tuple[str, date, Any]] = {}
             for user in users:
-                local = now.astimezone(_zone(user.timezone, default_zone))
-                if force or local.hour >= settings.reminder_hour:
-                    key = f"reminder:{user.id}:{local.date().isoformat()}"
-                    due[user.id] = (key, local.date(), user)
+                zone = user_zone(user.timezone, default_zone)
+                # With `force`, hour 0: every user's local day has reached it.
+                day = local_day_due(now, zone, 0 if force else settings.reminder_hour)
+                if day is not None:
+                    due[user.id] = (f"reminder:{user.id}:{day.isoformat()}", day, user)
             if not due:
                 continue
             totals["created"] += await _create(db, settings, due, now)
