@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MIN_SECRET_LENGTH = 32
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
 class ConfigError(Exception):
@@ -76,6 +78,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     timezone: str = "UTC"
     reminder_hour: int = Field(10, ge=0, le=23)
+    # Scheduled reports to admins and managers: the local hour (the user's zone, else
+    # TIMEZONE) and, for weekly ones, the day.
+    report_hour: int = Field(8, ge=0, le=23)
+    report_weekday: Weekday = "monday"
     rate_limit_login: str = "10/minute"
     rate_limit_default: str = "600/minute"
     trusted_proxies: Annotated[list[str], NoDecode] = []
@@ -103,6 +109,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
+
+    @field_validator("report_weekday", mode="before")
+    @classmethod
+    def _weekday_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("rate_limit_login", "rate_limit_default")
     @classmethod
@@ -153,6 +164,11 @@ class Settings(BaseSettings):
     @property
     def timezone_info(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def report_weekday_number(self) -> int:
+        """REPORT_WEEKDAY as date.weekday() counts: Monday 0 … Sunday 6."""
+        return WEEKDAYS.index(self.report_weekday)
 
     def login_rate(self) -> tuple[int, int]:
         return parse_rate(self.rate_limit_login)
