@@ -2,10 +2,10 @@
 
 from taskapi.models.base import Base, UTCDateTime, utcnow
 from taskapi.models.outbox import EmailOutbox, EmailStatus
-from taskapi.models.report import ReportRequest, ReportStatus
+from taskapi.models.report import ReportRequest, ReportStatus, ReportTrigger
 from taskapi.models.session import AuthSession
 from taskapi.models.task import Task, TaskStatus
-from taskapi.models.user import Role, User
+from taskapi.models.user import ReportSchedule, Role, User
 
 __all__ = [
     "AuthSession",
@@ -13,7 +13,9 @@ __all__ = [
     "EmailOutbox",
     "EmailStatus",
     "ReportRequest",
+    "ReportSchedule",
     "ReportStatus",
+    "ReportTrigger",
     "Role",
     "Task",
     "TaskStatus",

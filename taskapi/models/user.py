@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, Index, Integer, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from taskapi.models.base import Base, UTCDateTime, string_enum, utcnow
 
@@ -13,6 +13,14 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     MANAGER = "manager"
     EMPLOYEE = "employee"
+
+
+class ReportSchedule(enum.StrEnum):
+    """How often an admin or manager gets the summary report by email."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    OFF = "off"
 
 
 class User(Base):
@@ -34,9 +42,23 @@ class User(Base):
     )
     is_approved: Mapped[bool] = mapped_column(Boolean, default=False)
     timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Staff only (weekly unless they chose); employees have none. Kept so by _role_set.
+    report_schedule: Mapped[ReportSchedule | None] = mapped_column(
+        string_enum(ReportSchedule, "report_schedule"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, server_default=func.current_timestamp()
     )
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
     )
+
+    @validates("role")
+    def _role_set(self, _key: str, role: Role) -> Role:
+        """Employees have no report schedule; a user made staff starts with weekly reports
+        (or keeps the schedule they have)."""
+        if role == Role.EMPLOYEE:
+            self.report_schedule = None
+        elif self.report_schedule is None:
+            self.report_schedule = ReportSchedule.WEEKLY
+        return role
