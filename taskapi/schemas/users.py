@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from taskapi.models import Role
+from taskapi.models import ReportSchedule, Role
 from taskapi.schemas.common import Email
 
 Username = Annotated[
@@ -69,6 +69,8 @@ class UserOut(BaseModel):
     role: Role
     is_approved: bool
     timezone: str | None
+    report_schedule: ReportSchedule | None = Field(
+        None, description="Admins and managers: daily, weekly or off; employees: null.")
     created_at: datetime
 
 
@@ -79,8 +81,19 @@ class UserAdminUpdate(Strict):
 
 class MeUpdate(Strict):
     timezone: Timezone | None = Field(
-        None, description="IANA zone for your daily reminder; null uses the server's."
+        None, description="IANA zone for your reminders and reports; null uses the server's."
     )
+    report_schedule: ReportSchedule | None = Field(
+        None, description="Admins and managers: your summary report by email, daily, weekly "
+        "(the default) or off, at REPORT_HOUR your time (weekly: on REPORT_WEEKDAY). "
+        "Employees have none (422).")
+
+    @field_validator("report_schedule")
+    @classmethod
+    def _not_null(cls, value: ReportSchedule | None) -> ReportSchedule:
+        if value is None:
+            raise ValueError("must be daily, weekly or off")
+        return value
 
 
 class PasswordChange(Strict):

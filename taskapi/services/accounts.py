@@ -150,9 +150,13 @@ async def get_me(session: AsyncSession, actor: Actor) -> UserOut:
 
 
 async def update_me(session: AsyncSession, actor: Actor, data: MeUpdate) -> UserOut:
+    """Timezone and (admins and managers) report schedule; an employee's schedule is 422."""
     user = await session.get(User, actor.id)
     if user is None:
         raise unauthorized("invalid_token", "The account no longer exists.")
+    if "report_schedule" in data.model_fields_set and user.role == Role.EMPLOYEE:
+        raise APIError(422, "no_report_schedule",
+                       "Only admins and managers receive scheduled reports.")
     for field, value in data.model_dump(exclude_unset=True).items():
         setattr(user, field, value)
     await session.commit()

@@ -75,7 +75,7 @@ async def me() -> UserOut:
 @validate_request(MeUpdate)
 @validate_response(UserOut)
 async def update_me(data: MeUpdate) -> UserOut:
-    """Update your own settings (timezone for reminders)."""
+    """Update your own settings (timezone; report schedule for admins and managers)."""
     return await accounts.update_me(db_session(), actor(), data)
 
 
