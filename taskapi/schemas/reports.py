@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from taskapi.models import ReportStatus
+from taskapi.models import ReportStatus, ReportTrigger
 from taskapi.schemas.users import Strict
 
 
@@ -15,6 +15,12 @@ class ReportCreate(Strict):
 class ReportOut(BaseModel):
     job_id: str
     status: ReportStatus
+    trigger: ReportTrigger = Field(
+        ReportTrigger.REQUESTED, description="requested (POST /reports) or scheduled "
+        "(the recipient's report_schedule).")
     period_days: int
+    period_start: datetime | None = Field(
+        None, description="What the report covers, from (set when scheduled or built).")
+    period_end: datetime | None = Field(None, description="What the report covers, until.")
     created_at: datetime
     finished_at: datetime | None = None

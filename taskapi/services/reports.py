@@ -17,8 +17,11 @@ from taskapi.core.errors import not_found
 from taskapi.core.state import AppState
 from taskapi.models import (
     EmailOutbox,
+    EmailStatus,
     ReportRequest,
+    ReportSchedule,
     ReportStatus,
+    ReportTrigger,
     Role,
     Task,
     TaskStatus,
@@ -29,6 +32,7 @@ from taskapi.schemas.reports import ReportCreate, ReportOut
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
 from taskapi.services.enqueue import enqueue
+from taskapi.services.local_time import user_zone
 from taskapi.services.outbox import add_email, deliver
 
 log = logging.getLogger("taskapi.reports")
@@ -38,8 +42,10 @@ OVERDUE_LISTED = 50
 
 
 def _out(report: ReportRequest) -> ReportOut:
-    return ReportOut(job_id=report.id, status=report.status, period_days=report.period_days,
-                     created_at=report.created_at, finished_at=report.finished_at)
+    return ReportOut(job_id=report.id, status=report.status, trigger=report.trigger,
+                     period_days=report.period_days, period_start=report.period_start,
+                     period_end=report.period_end, created_at=report.created_at,
+                     finished_at=report.finished_at)
 
 
 async def request_report(session: AsyncSession, ctx: AppState, actor: Actor,
@@ -53,6 +59,7 @@ async def request_report(session: AsyncSession, ctx: AppState, actor: Actor,
     recent = await session.scalar(
         select(ReportRequest).where(
             ReportRequest.requester_id == actor.id,
+            ReportRequest.trigger == ReportTrigger.REQUESTED,
             ReportRequest.period_days == data.period_days,
             ReportRequest.created_at > now - SAME_REQUEST_WINDOW,
         ).order_by(ReportRequest.created_at.desc()).limit(1))
@@ -69,7 +76,7 @@ async def request_report(session: AsyncSession, ctx: AppState, actor: Actor,
 
 
 async def get_report(session: AsyncSession, actor: Actor, report_id: str) -> ReportOut:
-    """The requester or an admin; anyone else gets 404."""
+    """The requester (a scheduled report's recipient) or an admin; anyone else gets 404."""
     require(actor, *STAFF)
     report = await session.get(ReportRequest, report_id)
     if report is None or (report.requester_id != actor.id and actor.role != Role.ADMIN):
@@ -77,15 +84,16 @@ async def get_report(session: AsyncSession, actor: Actor, report_id: str) -> Rep
     return _out(report)
 
 
-async def _summary(session: AsyncSession, period_days: int, now: datetime) -> dict[str, Any]:
-    since = now - timedelta(days=period_days)
+async def _summary(session: AsyncSession, since: datetime, until: datetime,
+                   now: datetime) -> dict[str, Any]:
     by_status = {status.value: 0 for status in TaskStatus}
     for status, count in await session.execute(
         select(Task.status, func.count(Task.id)).group_by(Task.status)
     ):
         by_status[TaskStatus(status).value] = int(count)
     completed_in_period = await session.scalar(
-        select(func.count(Task.id)).where(Task.completed_at >= since)) or 0
+        select(func.count(Task.id)).where(Task.completed_at >= since,
+                                          Task.completed_at < until)) or 0
     overdue_filter = and_(Task.status != TaskStatus.COMPLETED, Task.deadline < now)
     overdue_count = await session.scalar(select(func.count(Task.id)).where(overdue_filter)) or 0
     overdue = [
@@ -110,30 +118,99 @@ async def _summary(session: AsyncSession, period_days: int, now: datetime) -> di
             "overdue": overdue, "people": people}
 
 
-async def build_and_send(db: Database, settings: Settings, mailer: mail.Mailer,
-                         report_id: str) -> str:
-    """Idempotent: a rerun finds the email already recorded (or sent) and does not redo it."""
-    now = utcnow()
+def _refusal(requester: User | None, report: ReportRequest) -> str | None:
+    """Why this report is no longer sent to its recipient, if it is not."""
+    if requester is None:
+        return "requester no longer exists"
+    if requester.role not in STAFF:
+        return "requester is no longer an admin or manager"
+    if not requester.is_approved:
+        return "requester is no longer approved"
+    if report.trigger == ReportTrigger.SCHEDULED and requester.report_schedule in (
+            None, ReportSchedule.OFF):
+        return "scheduled reports were turned off"
+    return None
+
+
+def _email_context(report: ReportRequest, requester: User, settings: Settings,
+                   now: datetime) -> dict[str, Any]:
+    assert report.period_start is not None and report.period_end is not None
+    zone = user_zone(requester.timezone, settings.timezone_info)
+    start, end = report.period_start.astimezone(zone), report.period_end.astimezone(zone)
+    if report.trigger == ReportTrigger.SCHEDULED:
+        kind = "Daily" if report.period_days == 1 else "Weekly"
+        title = (f"{kind} task report: {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
+                 f"({zone.key})")
+    else:
+        title = f"Task report: last {report.period_days} days"
+    hours = round((report.period_end - report.period_start).total_seconds() / 3600)
+    period = (f"{start:%Y-%m-%d %H:%M %Z} to {end:%Y-%m-%d %H:%M %Z} ({zone.key}, {hours} h; "
+              f"{report.period_start:%Y-%m-%d %H:%M} to {report.period_end:%Y-%m-%d %H:%M} UTC)")
+    return {"title": title, "period": period, "report_id": report.id,
+            "scheduled": report.trigger == ReportTrigger.SCHEDULED,
+            "username": requester.username, "generated": now.strftime("%Y-%m-%d %H:%M UTC")}
+
+
+async def _shared_summary(session: AsyncSession, report: ReportRequest, now: datetime,
+                          summaries: dict[Any, dict[str, Any]] | None) -> dict[str, Any]:
+    """The report's figures, computed once per period when `summaries` is given."""
+    assert report.period_start is not None and report.period_end is not None
+    span = (report.period_start, report.period_end)
+    if summaries is not None and span in summaries:
+        return summaries[span]
+    summary = await _summary(session, *span, now)
+    if summaries is not None:
+        summaries[span] = summary
+    return summary
+
+
+async def record_report_email(db: Database, settings: Settings, report_id: str, *,
+                              now: datetime | None = None,
+                              summaries: dict[Any, dict[str, Any]] | None = None,
+                              ) -> tuple[str | None, str]:
+    """Build the report and record its email: (the outbox key to deliver, or None; what
+    happened). Idempotent: a rerun finds the email already recorded and does not redo it.
+    `summaries` shares the figures between reports of one run that cover the same period."""
+    now = now or utcnow()
     async with db.transaction(write=True) as session:
-        report = await session.get(ReportRequest, report_id)
+        # Locked (PostgreSQL): a second builder of the same report waits, then finds it built.
+        report = await session.get(ReportRequest, report_id, with_for_update=True)
         if report is None:
-            return f"skipped: report {report_id} no longer exists"
+            return None, f"skipped: report {report_id} no longer exists"
         if report.status in (ReportStatus.COMPLETE, ReportStatus.FAILED):
-            return f"report {report_id} already {report.status.value}"
-        requester = await session.get(User, report.requester_id)
-        if requester is None:
-            report.status, report.error, report.finished_at = (
-                ReportStatus.FAILED, "requester no longer exists", now)
-            return f"report {report_id} failed: requester gone"
+            return None, f"report {report_id} already {report.status.value}"
         key = f"report:{report_id}"
-        recorded = await session.scalar(select(EmailOutbox.id).where(EmailOutbox.dedupe_key == key))
+        recorded = await session.scalar(
+            select(EmailOutbox.status).where(EmailOutbox.dedupe_key == key))
+        # Sent, the report not marked: its sender was killed between the two.
+        if recorded == EmailStatus.SENT:
+            report.status, report.finished_at = ReportStatus.COMPLETE, now
+            return None, f"report {report_id} already sent"
         if recorded is None:
+            requester = await session.get(User, report.requester_id)
+            refusal = _refusal(requester, report)
+            if refusal is not None:
+                report.status, report.error, report.finished_at = ReportStatus.FAILED, refusal, now
+                return None, f"report {report_id} failed: {refusal}"
+            assert requester is not None  # _refusal said so
             report.status, report.started_at = ReportStatus.IN_PROGRESS, now
-            summary = await _summary(session, report.period_days, now)
+            if report.period_end is None:  # asked for: the days up to now
+                report.period_start = now - timedelta(days=report.period_days)
+                report.period_end = now
+            summary = await _shared_summary(session, report, now, summaries)
             await add_email(session, settings, kind="report", dedupe_key=key,
                             to=requester.email, user_id=requester.id, template="report",
-                            username=requester.username, period_days=report.period_days,
-                            generated=now.strftime("%Y-%m-%d %H:%M UTC"), **summary)
+                            now=now, period_days=report.period_days,
+                            **_email_context(report, requester, settings, now), **summary)
+    return key, f"report {report_id} recorded"
+
+
+async def build_and_send(db: Database, settings: Settings, mailer: mail.Mailer,
+                         report_id: str) -> str:
+    """Record the report's email (record_report_email) and send it."""
+    key, note = await record_report_email(db, settings, report_id)
+    if key is None:
+        return note
     outcome = await deliver(db, settings, mailer, keys=[key])
     return f"report {report_id}: {dict(outcome) or 'email already sent or scheduled'}"
 
