@@ -13,7 +13,7 @@ from typing import Any
 from taskapi.jobs.emails import deliver_email, deliver_pending_emails
 from taskapi.jobs.maintenance import db_maintenance
 from taskapi.jobs.reminders import send_daily_reminders
-from taskapi.jobs.reports import send_task_report
+from taskapi.jobs.reports import send_scheduled_reports, send_task_report
 
 Job = Callable[..., Awaitable[Any]]
 
@@ -21,5 +21,5 @@ Job = Callable[..., Awaitable[Any]]
 JOBS: dict[str, Job] = {
     job.__name__: job
     for job in (deliver_email, deliver_pending_emails, send_daily_reminders, send_task_report,
-                db_maintenance)
+                send_scheduled_reports, db_maintenance)
 }

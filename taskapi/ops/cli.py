@@ -164,12 +164,16 @@ def jobs_list() -> None:
 
     settings = _settings()
     crons = {c.name.removeprefix("cron:"): c for c in worker_module.WorkerSettings.cron_jobs}
+    # What a cron tick sends is due at an hour of each user's own day.
+    local = {"send_daily_reminders": f"; due at {settings.reminder_hour:02d}:00 local",
+             "send_scheduled_reports": f"; due at {settings.report_hour:02d}:00 local, "
+                                       f"weekly ones on {settings.report_weekday}"}
     click.echo("registered jobs:")
     for name in JOBS:
         schedule = ""
         if name in crons:
             c = crons[name]
-            schedule = f"  cron hour={_fmt(c.hour)} minute={_fmt(c.minute)}"
+            schedule = f"  cron hour={_fmt(c.hour)} minute={_fmt(c.minute)}{local.get(name, '')}"
         click.echo(f"  {name}{schedule}")
     with _redis(settings) as url:
         rows = asyncio.run(describe_queue(url, worker_module.WorkerSettings.queue_name))

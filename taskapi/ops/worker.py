@@ -19,6 +19,7 @@ from taskapi.jobs import (
     db_maintenance,
     deliver_pending_emails,
     send_daily_reminders,
+    send_scheduled_reports,
 )
 from taskapi.mail import Mailer
 
@@ -46,6 +47,9 @@ def cron_jobs(sweep_interval: int = 60) -> list[CronJob]:
     return [
         # Every 15 minutes: users whose local time reached the reminder hour get theirs.
         cron(send_daily_reminders, minute={0, 15, 30, 45}, unique=True, timeout=600),
+        # Every 15 minutes: admins and managers whose local time reached REPORT_HOUR on a day
+        # of their report schedule get that period's report.
+        cron(send_scheduled_reports, minute={0, 15, 30, 45}, unique=True, timeout=600),
         # Every minute by default (TASKAPI_EMAIL_SWEEP_INTERVAL).
         cron(deliver_pending_emails, second=set(range(0, 60, sweep_interval)), unique=True,
              timeout=300),
