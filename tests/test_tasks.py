@@ -144,7 +144,7 @@ async def test_employee_never_sees_others_tasks(client, team) -> None:  # type: 
     # A cursor forged to start before the other user's rows still only yields own tasks.
     from taskapi.core.pagination import encode_cursor
 
-    forged = encode_cursor(["1970-01-01T00:00:00+00:00", 0])
+    forged = encode_cursor(["1970-01-01T00:00:00+00:00", 1])
     page = await (await client.get(f"/tasks/mine?cursor={forged}", headers=emp)).get_json()
     assert [t["id"] for t in page] == [mine["id"]]
 

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from pydantic import TypeAdapter
+
 from taskapi.core.errors import APIError
 
 T = TypeVar("T")
@@ -24,13 +26,12 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, length: int) -> list[Any]:
-    """The sort-key values in a cursor; 422 for anything this API did not hand out."""
+def decode_cursor(cursor: str, shape: TypeAdapter[T]) -> T:
+    """The sort-key values in a cursor, validated to `shape` in strict mode: each value of
+    the type it was handed out as (no bool for an int, no naive datetime) and within the
+    range its query can bind (an overflow in the driver would be a 500). 422 otherwise."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        values = None
-    if not isinstance(values, list) or len(values) != length:
-        raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.")
-    return values
+        return shape.validate_json(raw, strict=True)
+    except ValueError:  # bad base64 or ASCII; pydantic's ValidationError is a ValueError
+        raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.") from None

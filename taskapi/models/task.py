@@ -50,8 +50,9 @@ class Task(Base):
     assign_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-# NULL deadlines sort after every real one (ascending): one expression for lists and emails.
-FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+# NULL deadlines sort after every real one (ascending), even the latest instant there is (a
+# tie, broken by id): one expression for lists and emails.
+FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
 
 def deadline_nulls_last() -> ColumnElement[datetime]:

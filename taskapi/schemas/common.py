@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 # Syntax only (RFC 5321 dot-atom local part, LDH labels). No deliverability or special-use
 # check: reserved domains such as .test and .example are valid addresses here.
@@ -31,6 +32,22 @@ MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
+def in_utc(value: datetime) -> datetime:
+    """The instant in UTC (a naive datetime is taken as UTC already). ValueError when UTC
+    falls outside years 1-9999 (`9999-12-31T23:59:59-01:00`): Python cannot represent it, so
+    it must be refused here, not fail (a 500) wherever it is converted later."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: in UTC it must fall within years 1 to 9999") from None
+
+
+# A datetime in a cursor: as handed out (with an offset), within range in UTC.
+CursorInstant = Annotated[AwareDatetime, AfterValidator(in_utc)]
+
+
 class Problem(BaseModel):
     """An error (RFC 9457 problem details), served as application/problem+json."""
 
@@ -43,4 +60,5 @@ class Problem(BaseModel):
     code: str = Field(description="Stable machine-readable error code.")
     request_id: str | None = Field(None, description="Also sent as X-Request-ID.")
     errors: list[dict[str, object]] | None = Field(
-        None, description="Validation errors (422): loc, msg, type.")
+        None, description="Validation errors (422): loc, msg, type; the first 20.")
+    error_count: int | None = Field(None, description="How many validation errors there were.")

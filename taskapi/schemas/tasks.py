@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -15,34 +16,30 @@ from pydantic import (
 )
 
 from taskapi.models import TaskStatus
-from taskapi.schemas.common import Id
+from taskapi.schemas.common import Id, in_utc
 from taskapi.schemas.users import Strict
 
 
-def _to_utc(value: object) -> object:
-    """A date means 00:00 UTC that day; a naive datetime is taken as UTC."""
+def _read(value: object) -> object:
+    """A date means 00:00 UTC that day; other text is read as ISO 8601 (what this cannot
+    read, pydantic tries)."""
     if isinstance(value, str):
         text = value.strip()
-        if len(text) == 10:
-            try:
-                value = date.fromisoformat(text)
-            except ValueError:
-                return value
-        else:
-            try:
-                value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                return value
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if isinstance(value, date):
+        try:
+            if len(text) == 10:
+                return datetime.combine(date.fromisoformat(text), time.min, tzinfo=UTC)
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if isinstance(value, date) and not isinstance(value, datetime):
         return datetime.combine(value, time.min, tzinfo=UTC)
     return value
 
 
 UTCInstant = Annotated[
     datetime,
-    BeforeValidator(_to_utc),
+    BeforeValidator(_read),
+    AfterValidator(in_utc),  # a naive datetime is UTC; out of range in UTC: 422
     Field(description="ISO 8601 date (`2030-01-15`, meaning 00:00 UTC) or datetime; "
                       "returned in UTC.",
           examples=["2030-01-15", "2030-01-15T17:00:00+01:00"]),

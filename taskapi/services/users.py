@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.cache import bump, mine_version, task_version, tasks_version, users_version
 from taskapi.core.db import Database
-from taskapi.core.errors import APIError, conflict, not_found
+from taskapi.core.errors import conflict, not_found
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.core.passwords import hash_password
 from taskapi.core.state import AppState
 from taskapi.models import Role, Task, User
-from taskapi.schemas.common import normalize_email
+from taskapi.schemas.common import Id, normalize_email
 from taskapi.schemas.users import UserAdminUpdate, UserListQuery, UserOut
 from taskapi.services import notifications
 from taskapi.services.accounts import revoke_all_sessions, state_change
@@ -20,6 +21,7 @@ from taskapi.services.authstate import Actor, publish
 from taskapi.services.authz import STAFF, require
 
 MIN_PASSWORD_LENGTH = 8
+_CURSOR = TypeAdapter(tuple[Id])  # the last user's id, as list_users hands it out
 
 
 async def ensure_admin(
@@ -66,9 +68,7 @@ async def list_users(session: AsyncSession, actor: Actor, query: UserListQuery,
         conditions.append(User.is_approved.is_(query.is_approved))
     total = await session.scalar(select(func.count(User.id)).where(*conditions)) or 0
     if query.cursor:
-        (after_id,) = decode_cursor(query.cursor, 1)
-        if not isinstance(after_id, int):
-            raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.")
+        (after_id,) = decode_cursor(query.cursor, _CURSOR)
         conditions.append(User.id > after_id)
     rows = list(await session.scalars(
         select(User).where(*conditions).order_by(User.id).limit(query.limit + 1)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from sqlalchemy import (
     ColumnElement,
     Executable,
@@ -21,10 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from taskapi.core.errors import APIError
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.models import Task, TaskStatus, UTCDateTime
 from taskapi.models.task import FAR_FUTURE, deadline_nulls_last
+from taskapi.schemas.common import CursorInstant, Id
 from taskapi.schemas.tasks import TaskListQuery, TaskOut
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
@@ -34,8 +33,6 @@ _STATUS_RANK = case(
     {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1, TaskStatus.COMPLETED.value: 2},
     value=Task.status, else_=3,
 )
-
-
 
 
 def _sort(sort: str) -> tuple[list[Any], bool]:
@@ -59,14 +56,16 @@ def _rank(status: TaskStatus) -> int:
     return [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED].index(status)
 
 
-def _cursor_params(sort: str, values: list[Any]) -> dict[str, Any]:
+# What each sort's cursors hold: (sort key, id), as _cursor_values hands them out.
+_TIME_CURSOR = TypeAdapter(tuple[CursorInstant, Id])
+_RANK_CURSOR = TypeAdapter(tuple[Annotated[int, Field(ge=0, le=len(TaskStatus) - 1)], Id])
+
+
+def _cursor_params(sort: str, cursor: str) -> dict[str, Any]:
     """The cursor's (sort key, id), typed; a cursor that does not fit the sort is a 422."""
-    first, last_id = values
-    try:
-        key = int(first) if sort == "status" else datetime.fromisoformat(str(first))
-        return {"p_key": key, "p_last": int(last_id)}
-    except (TypeError, ValueError):
-        raise APIError(422, "invalid_cursor", "The cursor is not valid for this list.") from None
+    shape = _RANK_CURSOR if sort == "status" else _TIME_CURSOR
+    key, last_id = decode_cursor(cursor, shape)
+    return {"p_key": key, "p_last": last_id}
 
 
 def _escape_like(text: str) -> str:
@@ -129,7 +128,7 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
     count, page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
     total = conn.scalar(count, params) or 0
     if query.cursor:
-        params.update(_cursor_params(query.sort, decode_cursor(query.cursor, 2)))
+        params.update(_cursor_params(query.sort, query.cursor))
     rows = conn.execute(page, {**params, "p_limit": query.limit + 1}).all()
     more = len(rows) > query.limit
     items = TASK_LIST.validate_python([row._asdict() for row in rows[: query.limit]])
