@@ -268,3 +268,29 @@ async def test_a_repeated_parameter_is_a_422_on_every_list(client, team, path, r
         response = await client.get(f"{path}?{query}", headers=team[role].headers)
         problem = await _problem(response, 422, "repeated_parameter")
         assert f"'{name}'" in problem["detail"]
+
+
+async def test_an_entry_stored_for_a_repeated_query_is_never_served(app, client, team) -> None:  # type: ignore[no-untyped-def]
+    """An entry under a repeated query's key, as a version before this fix stored them (an
+    older instance sharing Redis during a rolling upgrade): neither the layer before Quart
+    nor Quart serves it."""
+    from taskapi.core.querystring import canonical, query_pairs
+    from taskapi.http.current import EXTENSION_KEY
+    from taskapi.models import Role
+    from taskapi.schemas.tasks import TaskListQuery
+    from taskapi.services import tasks
+    from taskapi.services.authstate import Actor
+
+    layer, manager = _layer(app), team["manager"]
+    await client.post("/tasks", json={"title": "pending"}, headers=manager.headers)
+    state = app.extensions[EXTENSION_KEY]
+    query = b"status=in-progress&status=pending"
+    planted = await tasks.list_tasks_cached(
+        state, Actor(manager.id, Role.MANAGER, "sid"), canonical(query_pairs(query)),
+        lambda: TaskListQuery(status="in-progress"), mine=False)
+    assert planted.body == "[]"
+    for _ in range(2):
+        for order in (query, b"status=pending&status=in-progress"):
+            response = await client.get(f"/tasks?{order.decode()}", headers=manager.headers)
+            await _problem(response, 422, "repeated_parameter")
+    assert layer.served == 0

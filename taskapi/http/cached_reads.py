@@ -29,7 +29,7 @@ from taskapi.core import metrics, tokens
 from taskapi.core.cache import decode_entry
 from taskapi.core.errors import APIError
 from taskapi.core.logs import request_id_for
-from taskapi.core.querystring import canonical, link_next, query_pairs
+from taskapi.core.querystring import canonical, link_next, query_pairs, single_valued
 from taskapi.core.state import AppState
 from taskapi.http.deps import ROLES_ATTRIBUTE
 from taskapi.http.gate import FIRST_TRIP_KEY, FirstTrip, make_first_trip
@@ -108,6 +108,10 @@ class CachedReads:
         except (APIError, UnicodeDecodeError):
             return False
         pairs = query_pairs(scope.get("query_string", b""))
+        try:
+            single_valued(pairs)
+        except APIError:
+            return False  # a repeated parameter: Quart answers the 422
         spec = declared.spec_for(claims.user_id, args, canonical(pairs))
         trip = await make_first_trip(state, claims, spec, "")
         if trip is None:

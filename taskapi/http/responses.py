@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 
 from taskapi.core.cache import Entry
 from taskapi.core.pagination import Page
-from taskapi.core.querystring import canonical, link_next, query_pairs
+from taskapi.core.querystring import canonical, link_next, query_pairs, single_valued
 
 ListResponse = tuple[list[dict[str, Any]], int, dict[str, str]]
 # Per-user data: browsers and proxies may store it but must revalidate (ETag → 304).
@@ -19,8 +19,11 @@ PRIVATE = {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
 
 
 def canonical_query() -> str:
-    """The request's query string in a canonical order (a cache key variant)."""
-    return canonical(query_pairs(request.query_string))
+    """The request's query string in a canonical order (a cache key variant); 422 for a
+    repeated parameter, before any cache lookup (so no entry can answer an ambiguous query)."""
+    pairs = query_pairs(request.query_string)
+    single_valued(pairs)
+    return canonical(pairs)
 
 
 def next_link(cursor: str) -> str:
@@ -74,11 +77,9 @@ async def optional_body(model: type[M]) -> M:
 
 
 def parse_query(model: type[M]) -> M:
-    """Validate the query string like validate_querystring (422 on a bad value); a repeated
-    parameter counts once, its first value."""
-    values: dict[str, str] = {}
-    for name, value in query_pairs(request.query_string):
-        values.setdefault(name, value)
+    """Validate the query string like validate_querystring (422 on a bad value or a repeated
+    parameter), read as the cache key reads it."""
+    values = single_valued(query_pairs(request.query_string))
     try:
         return model.model_validate(values)
     except ValidationError as error:

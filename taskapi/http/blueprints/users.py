@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_schema import tag, validate_querystring, validate_request, validate_response
+from quart_schema import document_querystring, tag, validate_request, validate_response
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.openapi import no_content, problems
-from taskapi.http.responses import ListResponse, dump_list, page_headers
+from taskapi.http.responses import ListResponse, dump_list, page_headers, parse_query
 from taskapi.models import Role
 from taskapi.schemas.users import UserAdminUpdate, UserListQuery, UserOut
 from taskapi.services import users
@@ -21,22 +21,23 @@ ADMIN, MANAGER = Role.ADMIN, Role.MANAGER
 @bp.get("/users")
 @tag_
 @require_role(ADMIN, MANAGER)
-@validate_querystring(UserListQuery)
+@document_querystring(UserListQuery)
 @validate_response(list[UserOut])
-async def list_users(query_args: UserListQuery) -> ListResponse:
+async def list_users() -> ListResponse:
     """List users by id (filters: role, is_approved); `Link` rel=next and `X-Total-Count`."""
-    page = await users.list_users(db_session(), actor(), query_args)
+    page = await users.list_users(db_session(), actor(), parse_query(UserListQuery))
     return dump_list(page.items), 200, page_headers(page)  # type: ignore[arg-type]
 
 
 @bp.get("/users/pending")
 @tag_
 @require_role(ADMIN)
-@validate_querystring(UserListQuery)
+@document_querystring(UserListQuery)
 @validate_response(list[UserOut])
-async def pending_users(query_args: UserListQuery) -> ListResponse:
+async def pending_users() -> ListResponse:
     """Users awaiting approval."""
-    page = await users.list_users(db_session(), actor(), query_args, pending_only=True)
+    page = await users.list_users(db_session(), actor(), parse_query(UserListQuery),
+                                  pending_only=True)
     return dump_list(page.items), 200, page_headers(page)  # type: ignore[arg-type]
 
 
