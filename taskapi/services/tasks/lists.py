@@ -57,8 +57,9 @@ def _rank(status: TaskStatus) -> int:
 
 
 # What each sort's cursors hold: (sort key, id), as _cursor_values hands them out.
-_TIME_CURSOR = TypeAdapter(tuple[CursorInstant, Id])
-_RANK_CURSOR = TypeAdapter(tuple[Annotated[int, Field(ge=0, le=len(TaskStatus) - 1)], Id])
+_Rank = Annotated[int, Field(ge=0, le=len(TaskStatus) - 1)]
+_TIME_CURSOR: TypeAdapter[tuple[Any, int]] = TypeAdapter(tuple[CursorInstant, Id])
+_RANK_CURSOR: TypeAdapter[tuple[Any, int]] = TypeAdapter(tuple[_Rank, Id])
 
 
 def _cursor_params(sort: str, cursor: str) -> dict[str, Any]:
