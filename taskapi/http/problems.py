@@ -17,6 +17,8 @@ from taskapi.core.errors import APIError
 log = logging.getLogger("taskapi.errors")
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 2
+MAX_ERRORS_SHOWN = 20  # validation errors listed in a 422 (error_count has them all)
+MAX_TEXT_SHOWN = 100  # characters of each loc part and msg
 # PostgreSQL SQLSTATEs meaning "busy or unreachable, try again": lock_not_available,
 # query_canceled (a lock or statement timeout), admin/crash shutdown, cannot_connect_now,
 # and the connection exception class (08…).
@@ -80,15 +82,19 @@ def register_error_handlers(app: Quart) -> None:
         validation = error.validation_error
         if not isinstance(validation, ValidationError):
             return problem(422, "validation_error", str(validation))
+        # The first few errors, each part cut short, and the count: a small request (many
+        # unknown query parameters, a huge key) must not buy a large response.
         errors = [
             {
-                "loc": [str(part) for part in item.get("loc", ())],
-                "msg": item.get("msg", ""),
+                "loc": [str(part)[:MAX_TEXT_SHOWN] for part in item.get("loc", ())],
+                "msg": item.get("msg", "")[:MAX_TEXT_SHOWN],
                 "type": item.get("type", ""),
             }
-            for item in validation.errors()
+            for item in validation.errors(include_url=False, include_context=False,
+                                          include_input=False)[:MAX_ERRORS_SHOWN]
         ]
-        return problem(422, "validation_error", "The request body is invalid.", errors=errors)
+        return problem(422, "validation_error", "The request body is invalid.", errors=errors,
+                       error_count=validation.error_count())
 
     @app.errorhandler(RequestEntityTooLarge)
     async def _too_large(error: RequestEntityTooLarge) -> Response:

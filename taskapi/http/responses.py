@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from quart import Response, current_app, request
+from quart import Response, request
 from quart_schema import RequestSchemaValidationError
-from werkzeug.exceptions import BadRequest
 
 from taskapi.core.cache import Entry
 from taskapi.core.pagination import Page
@@ -66,10 +65,7 @@ async def optional_body(model: type[M]) -> M:
     raw = await request.get_data(as_text=True)
     if not raw.strip():
         return model()
-    try:
-        payload = current_app.json.loads(raw)
-    except ValueError:
-        raise BadRequest() from None
+    payload = await request.get_json(force=True)  # 400 if malformed, 413 if too many keys
     try:
         return model.model_validate(payload)
     except ValidationError as error:
