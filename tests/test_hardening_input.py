@@ -1,7 +1,7 @@
 """Hardening of input (security issue #14, findings 2, 7 and 8).
 
-- A body with absurd numbers of keys is refused before validation (413), and a 422 lists at
-  most the first VALIDATION_ERRORS_SHOWN errors with their count: a small request can never
+- A body with absurd numbers of keys is refused before validation (413), and a 422 lists only
+  its first 20 errors (each cut short) and their count: a small request can never
   buy a large response or seconds of CPU.
 - Every decoded cursor and every datetime is checked against the type and range its query
   needs: a forged cursor or a datetime that overflows when converted to UTC is a 422, never
