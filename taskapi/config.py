@@ -9,6 +9,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -97,6 +98,12 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(60, ge=0)
     metrics_allow: Annotated[list[str], NoDecode] = ["127.0.0.1/32", "::1/128"]
     metrics_token: SecretStr | None = None
+    # Where people reach the service: the links in emails are built on it.
+    public_url: str = "http://127.0.0.1:5000"
+    # Seconds an email confirmation link stays valid (7 days).
+    email_confirmation_expires: int = Field(7 * 24 * 3600, gt=0)
+    # Refuse to approve an account whose email address was not confirmed.
+    require_email_confirmation: bool = False
 
     _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
                              mode="before")(_split_commas)
@@ -114,6 +121,16 @@ class Settings(BaseSettings):
     @classmethod
     def _weekday_any_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+        if (parts.scheme not in ("http", "https") or not parts.hostname
+                or any(c.isspace() for c in value.strip()) or parts.query or parts.fragment):
+            raise ValueError("expected an absolute http(s) URL, e.g. https://tasks.example.com")
+        return value.strip().rstrip("/")
 
     @field_validator("rate_limit_login", "rate_limit_default")
     @classmethod

@@ -26,7 +26,9 @@ async def test_welcome_and_approval_emails_arrive(make_settings, redis_sync, red
         client = test_app.test_client()
         created = await client.post("/register", json={
             "username": "frank", "email": "frank@corp.example", "password": PASSWORD})
-        user_id = (await created.get_json())["id"]
+        assert created.status_code == 202
+        pending = await (await client.get("/users/pending", headers=admin.headers)).get_json()
+        [user_id] = [u["id"] for u in pending if u["email"] == "frank@corp.example"]
         worker = await run_worker_burst(settings, redis_url)
         assert worker.jobs_complete == 1 and worker.jobs_failed == 0
         assert len(sink.messages) == 1

@@ -47,7 +47,7 @@ async def test_mail_queued_while_smtp_is_down_is_delivered_once_when_it_returns(
                 response = httpx.post(base + "/register", json={
                     "username": f"newcomer{i}", "email": f"newcomer{i}@example.test",
                     "password": "long enough password"})
-                assert response.status_code == 201
+                assert response.status_code == 202
 
         async def all_failed_once() -> bool:
             rows = await _rows(db)
@@ -80,9 +80,9 @@ async def test_worker_killed_mid_batch_rerun_completes_without_duplicates(tmp_pa
     env = mail_env(tmp_path, database_url, redis_url, smtp.port, TASKAPI_EMAIL_CLAIM_TIMEOUT="3")
     async with db.transaction() as session:
         for i in range(20):
-            await outbox.add_email(session, settings, kind="welcome", dedupe_key=f"batch:{i}",
-                                   to=f"person{i}@example.test", template="welcome",
-                                   username=f"person{i}", role="employee")
+            await outbox.add_email(session, settings, kind="approved", dedupe_key=f"batch:{i}",
+                                   to=f"person{i}@example.test", template="approved",
+                                   username=f"person{i}", email=f"person{i}@example.test")
     first = start_worker(env, tmp_path / "worker-1.log")
     try:
         async def five_sent() -> bool:

@@ -186,7 +186,7 @@ async def test_worker_outlives_a_redis_restart(tmp_path: Path, database_url: str
     def register(base: str, name: str) -> None:
         response = httpx.post(base + "/register", json={
             "username": name, "email": f"{name}@example.test", "password": PASSWORD})
-        assert response.status_code == 201, response.text
+        assert response.status_code == 202, response.text
 
     def received() -> int:
         return len(sink.messages)

@@ -92,7 +92,7 @@ async def test_queue_and_outbox_are_read_at_scrape_time(make_settings, redis_syn
         for name in ("ann", "bob"):
             created = await client.post("/register", json={
                 "username": name, "email": f"{name}@example.test", "password": "long enough"})
-            assert created.status_code == 201
+            assert created.status_code == 202
         async with db.transaction() as session:
             await session.execute(update(EmailOutbox).where(
                 EmailOutbox.dedupe_key.like("welcome:1")).values(status=EmailStatus.FAILED))

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from taskapi.app import API_PREFIX
 from taskapi.models import ReportRequest, Task, User
+from taskapi.services import confirmations
 from tests.support.values import PASSWORD
 
 PROBLEM = "application/problem+json"
@@ -62,6 +63,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("auth.login", "POST"): Access(ANYONE, lambda c: {"email": c.other.email,
                                                       "password": PASSWORD}),
     ("auth.refresh", "POST"): Access(ANYONE, lambda c: {"refresh_token": c.other.refresh}),
+    ("auth.confirm_email", "POST"): Access(ANYONE, lambda c: {"token": c.confirm_token}),
     ("auth.logout", "POST"): Access(SIGNED_IN),
     ("auth.me", "GET"): Access(SIGNED_IN),
     ("auth.update_me", "PUT"): Access(SIGNED_IN, lambda c: {"timezone": "Europe/Berlin"}),
@@ -129,10 +131,11 @@ class Context:
     admin: Any
     task_id: int
     job_id: str = ""
+    confirm_token: str = ""  # an email confirmation token of the pending user
     headers: dict[str, str] = field(default_factory=dict)
 
 
-async def _context(client: Any, make_user: Any, role: str, rule: Any) -> Context:
+async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -> Context:
     admin = await make_user("admin")
     assignee = await make_user("employee")
     created = await client.post("/tasks", headers=admin.headers, json={
@@ -149,6 +152,10 @@ async def _context(client: Any, make_user: Any, role: str, rule: Any) -> Context
         manager = caller if role == "manager" else await make_user("manager")
         report = await client.post("/reports", headers=manager.headers)
         ctx.job_id = (await report.get_json())["job_id"]
+    if rule.endpoint.endswith("auth.confirm_email"):
+        async with db.transaction() as session:
+            ctx.confirm_token = confirmations.issue(session, client.app.extensions["taskapi"]
+                                                    .settings, ctx.pending.id)
     return ctx
 
 
@@ -178,7 +185,7 @@ async def test_only_the_listed_roles_get_through(app, client, make_user, db, ope
     rules = _operations(app).get(operation, [])
     assert rules, "the table names a route that does not exist"
     for rule, role in itertools.product(rules, ROLES):
-        ctx = await _context(client, make_user, role, rule)
+        ctx = await _context(client, db, make_user, role, rule)
         url = _url(app, rule, method, ctx)
         before = await _snapshot(db)
         body = {"json": access.body(ctx)} if access.body else {}

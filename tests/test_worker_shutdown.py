@@ -58,7 +58,7 @@ async def _statuses(db: Any) -> dict[str, str]:
 async def _register(client: Any, name: str) -> None:
     response = await client.post("/register", json={
         "username": name, "email": f"{name}@example.test", "password": "long enough"})
-    assert response.status_code == 201
+    assert response.status_code == 202
 
 
 async def test_sigterm_mid_send_finishes_the_job_and_the_rest_waits_for_the_restart(client, db, slow_sink, tmp_path: Path, database_url: str, redis_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -103,9 +103,9 @@ async def test_a_cancelled_batch_keeps_what_was_sent_and_releases_the_rest(smtp_
     users = [await make_user("employee") for _ in range(4)]
     async with db.transaction() as session:
         for user in users:
-            await outbox.add_email(session, settings, kind="welcome", dedupe_key=f"w:{user.id}",
-                                   to=user.email, template="welcome", user_id=user.id,
-                                   username=f"user{user.id}", role="employee")
+            await outbox.add_email(session, settings, kind="approved", dedupe_key=f"w:{user.id}",
+                                   to=user.email, template="approved", user_id=user.id,
+                                   username=f"user{user.id}", email=user.email)
     first_sent = asyncio.Event()
     real_send = mail.Mailer.send
     calls = 0

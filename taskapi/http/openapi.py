@@ -27,6 +27,7 @@ from taskapi.schemas.common import MAX_ID, Problem
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 PROBLEMS_ATTRIBUTE = "_taskapi_problems"
 NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
+NO_LOCATION_ATTRIBUTE = "_taskapi_no_location"
 API_PREFIX = "/api/v1"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -45,6 +46,12 @@ def problems(*statuses: int) -> Callable[[F], F]:
 def no_content(func: F) -> F:
     """Document a 204 (no body) as the route's success response."""
     setattr(func, NO_CONTENT_ATTRIBUTE, True)
+    return func
+
+
+def no_location(func: F) -> F:
+    """Document the route's 202 without a Location header (there is nothing to follow)."""
+    setattr(func, NO_LOCATION_ATTRIBUTE, True)
     return func
 
 
@@ -118,7 +125,8 @@ class Provider(OpenAPIProvider):
         for status, response in responses.items():
             if not response.get("description") or response["description"].startswith("Built-in"):
                 response["description"] = HTTPStatus(status).phrase  # not list's docstring
-            if status in _STATUS_HEADERS:
+            if status in _STATUS_HEADERS and not (
+                    status == 202 and getattr(func, NO_LOCATION_ATTRIBUTE, False)):
                 response["headers"] = dict(_STATUS_HEADERS[status])
             body = response.get("content", {}).get("application/json", {}).get("schema", {})
             if status == 200 and body.get("type") == "array":

@@ -1,6 +1,7 @@
 """ORM tables. Importing this package registers every table on Base.metadata."""
 
 from taskapi.models.base import Base, UTCDateTime, utcnow
+from taskapi.models.email_confirmation import EmailConfirmation
 from taskapi.models.outbox import EmailOutbox, EmailStatus
 from taskapi.models.report import ReportRequest, ReportStatus, ReportTrigger
 from taskapi.models.session import AuthSession
@@ -10,6 +11,7 @@ from taskapi.models.user import ReportSchedule, Role, User
 __all__ = [
     "AuthSession",
     "Base",
+    "EmailConfirmation",
     "EmailOutbox",
     "EmailStatus",
     "ReportRequest",

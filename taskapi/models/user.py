@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, Integer, String, func
+from sqlalchemy import Boolean, Index, Integer, String, false, func
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from taskapi.models.base import Base, UTCDateTime, string_enum, utcnow
@@ -41,6 +41,9 @@ class User(Base):
         default=Role.EMPLOYEE,
     )
     is_approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The owner followed the link of the welcome email (POST /email/confirm).
+    email_confirmed: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
     timezone: Mapped[str | None] = mapped_column(String(64), default=None)
     # Staff only (weekly unless they chose); employees have none. Kept so by _role_set.
     report_schedule: Mapped[ReportSchedule | None] = mapped_column(

@@ -60,6 +60,18 @@ class UserCreate(Strict):
     )
 
 
+class Registration(BaseModel):
+    """The answer to a registration: the same whether or not the email has an account."""
+
+    username: str
+    email: str
+    status: Literal["pending_approval"] = "pending_approval"
+
+
+class EmailConfirm(Strict):
+    token: Annotated[str, Field(max_length=256, description="From the welcome email.")]
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -68,6 +80,7 @@ class UserOut(BaseModel):
     email: str
     role: Role
     is_approved: bool
+    email_confirmed: bool
     timezone: str | None
     report_schedule: ReportSchedule | None = Field(
         None, description="Admins and managers: daily, weekly or off; employees: null.")

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,8 +17,8 @@ from taskapi.core.passwords import hash_password, verify_password
 from taskapi.core.state import AppState
 from taskapi.models import AuthSession, Role, User, utcnow
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
-from taskapi.schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
-from taskapi.services import notifications
+from taskapi.schemas.users import MeUpdate, PasswordChange, Registration, UserCreate, UserOut
+from taskapi.services import confirmations, notifications
 from taskapi.services.authstate import Actor, publish, revoked_sessions, user_key, user_value
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
@@ -36,26 +36,42 @@ async def _reference_hash() -> str:
     return _dummy_hash
 
 
-async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> UserOut:
-    password_hash = await hash_password(data.password)  # before the write lock is taken
-    taken = await session.scalar(
-        select(User.username).where(or_(User.username == data.username, User.email == data.email))
-    )
-    if taken is not None:
-        raise conflict("account_exists", "That username or email is already registered.")
+async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> Registration:
+    """One answer whether or not the email has an account, so /register confirms no address
+    /login hides. A new email becomes a pending account with a welcome email (its
+    confirmation link); an email with an account changes nothing and its owner is told.
+    A taken username is a 409 whatever the email (usernames are not secret)."""
+    # Hashed in every case, before the write lock is taken: each answer takes as long.
+    password_hash = await hash_password(data.password)
+    for attempt in range(3):
+        try:
+            email_key, created = await _record_registration(session, ctx, data, password_hash)
+            await session.commit()  # the user, their token and the email, together
+            break
+        except IntegrityError:  # a concurrent registration won the race: decide again
+            await session.rollback()
+            if attempt == 2:
+                raise
+    if created:
+        await bump(ctx.redis, users_version())
+    await notifications.dispatch(ctx.redis, email_key)
+    return Registration(username=data.username, email=data.email)
+
+
+async def _record_registration(session: AsyncSession, ctx: AppState, data: UserCreate,
+                               password_hash: str) -> tuple[str, bool]:
+    """In the caller's transaction: (the email's dedupe key, whether a user was created)."""
+    if await session.scalar(select(User.id).where(User.username == data.username)) is not None:
+        raise conflict("username_taken", "That username is taken.")
+    owner = await session.scalar(select(User).where(User.email == data.email))
+    if owner is not None:
+        return await notifications.registration_attempt(session, ctx.settings, owner), False
     user = User(username=data.username, email=data.email, password_hash=password_hash,
                 role=Role(data.role), is_approved=False)
     session.add(user)
-    try:
-        await session.flush()
-        email_key = await notifications.welcome(session, ctx.settings, user)
-        await session.commit()  # the user and their welcome email, together
-    except IntegrityError:  # a concurrent registration won the race
-        await session.rollback()
-        raise conflict("account_exists", "That username or email is already registered.") from None
-    await bump(ctx.redis, users_version())
-    await notifications.dispatch(ctx.redis, email_key)
-    return UserOut.model_validate(user)
+    await session.flush()
+    token = confirmations.issue(session, ctx.settings, user.id)
+    return await notifications.welcome(session, ctx.settings, user, token), True
 
 
 def _pair(ctx: AppState, user_id: int, sid: str, refresh_jti: str) -> TokenPair:

@@ -3,19 +3,54 @@ transaction and handed to the worker after commit (`dispatch`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from urllib.parse import urlencode
+
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.config import Settings
-from taskapi.models import Task, User
+from taskapi.models import Task, User, utcnow
 from taskapi.services.enqueue import enqueue
 from taskapi.services.outbox import add_email
 
 
-async def welcome(session: AsyncSession, settings: Settings, user: User) -> str:
+def link(settings: Settings, path: str, **query: str) -> str:
+    """An absolute link for an email: PUBLIC_URL + path (+ query)."""
+    return settings.public_url + path + (f"?{urlencode(query)}" if query else "")
+
+
+def _duration(seconds: int) -> str:
+    """7 days, 36 hours, 90 minutes: the largest unit that divides it (else minutes)."""
+    if seconds % 86400 == 0:
+        count, unit = seconds // 86400, "day"
+    elif seconds % 3600 == 0:
+        count, unit = seconds // 3600, "hour"
+    else:
+        count, unit = max(1, round(seconds / 60)), "minute"
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+async def welcome(session: AsyncSession, settings: Settings, user: User, token: str) -> str:
+    """The welcome, with the email confirmation link and its token (for API-only users)."""
     return await add_email(session, settings, kind="welcome", dedupe_key=f"welcome:{user.id}",
                            to=user.email, user_id=user.id, template="welcome",
-                           username=user.username, role=user.role.value)
+                           username=user.username, role=user.role.value, token=token,
+                           confirm_url=link(settings, "/confirm-email", token=token),
+                           valid_for=_duration(settings.email_confirmation_expires))
+
+
+async def registration_attempt(session: AsyncSession, settings: Settings, user: User, *,
+                               now: datetime | None = None) -> str:
+    """Tell an owner that someone registered with their address. The dedupe key names the
+    hour, so the route can send an address at most one such notice an hour."""
+    now = now or utcnow()
+    return await add_email(
+        session, settings, kind="registration_attempt",
+        dedupe_key=f"registration_attempt:{user.id}:{now:%Y%m%d%H}", to=user.email,
+        user_id=user.id, template="registration_attempt", now=now, username=user.username,
+        login_url=link(settings, "/login"), reset_url=link(settings, "/reset-password"),
+    )
 
 
 async def approved(session: AsyncSession, settings: Settings, user: User) -> str:

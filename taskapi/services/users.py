@@ -121,6 +121,9 @@ async def update_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
         # So the last admin always remains.
         raise conflict("cannot_modify_self", "Admins cannot demote or unapprove themselves.")
     newly_approved = changes.get("is_approved") is True and not user.is_approved
+    if newly_approved and ctx.settings.require_email_confirmation and not user.email_confirmed:
+        raise conflict("email_unconfirmed",
+                       "The user has not confirmed their email address yet.")
     for field, value in changes.items():
         setattr(user, field, value)
     email_key = None

@@ -9,10 +9,17 @@ from taskapi.http.client import client_ip
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.headers import no_store
-from taskapi.http.openapi import no_content, problems
+from taskapi.http.openapi import no_content, no_location, problems
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
-from taskapi.schemas.users import MeUpdate, PasswordChange, UserCreate, UserOut
-from taskapi.services import accounts
+from taskapi.schemas.users import (
+    EmailConfirm,
+    MeUpdate,
+    PasswordChange,
+    Registration,
+    UserCreate,
+    UserOut,
+)
+from taskapi.services import accounts, confirmations
 
 bp = Blueprint("auth", __name__)
 tag_ = tag(["auth"])
@@ -21,11 +28,23 @@ tag_ = tag(["auth"])
 @bp.post("/register")
 @tag_
 @validate_request(UserCreate)
-@validate_response(UserOut, 201)
+@validate_response(Registration, 202)
+@no_location
 @problems(409)
-async def register(data: UserCreate) -> tuple[UserOut, int]:
-    """Register as an employee or manager; an admin must approve before you can log in."""
-    return await accounts.register(db_session(), runtime(), data), 201
+async def register(data: UserCreate) -> tuple[Registration, int]:
+    """Register as an employee or manager (202 whether or not the email has an account)."""
+    return await accounts.register(db_session(), runtime(), data), 202
+
+
+@bp.post("/email/confirm")
+@tag_
+@validate_request(EmailConfirm)
+@no_content
+@problems(400)
+async def confirm_email(data: EmailConfirm) -> tuple[str, int]:
+    """Confirm your email address with the token from the welcome email (single use)."""
+    await confirmations.confirm(db_session(), runtime(), data)
+    return "", 204
 
 
 @bp.post("/login")

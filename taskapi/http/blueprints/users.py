@@ -45,6 +45,7 @@ async def pending_users() -> ListResponse:
 @tag_
 @require_role(ADMIN)
 @validate_response(UserOut)
+@problems(409)
 async def approve(user_id: int) -> UserOut:
     """Approve a pending user; they get an email and can log in."""
     return await users.approve_user(db_session(), runtime(), actor(), user_id)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from taskapi.models.base import Base, UTCDateTime, utcnow
+
+
+class EmailConfirmation(Base):
+    """A link sent to prove an address: only the SHA-256 of its token is stored, so a copy
+    of the database confirms nothing. Single-use (`used_at`), valid until `expires_at`."""
+
+    __tablename__ = "email_confirmations"
+    __table_args__ = (Index("ix_email_confirmations_user", "user_id"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
