@@ -75,11 +75,23 @@ async def create_users(base: str, n: int, concurrency: int) -> list[str]:
         admin = await call("POST", "/login", 200,
                            json={"email": ADMIN_EMAIL, "password": USER_PASSWORD})
         admin_auth = {"Authorization": f"Bearer {admin['access_token']}"}
-        users = await asyncio.gather(*(
-            call("POST", "/register", 201, json={
+        registered = await asyncio.gather(*(
+            call("POST", "/register", 202, json={
                 "username": f"bench_emp_{i:03d}", "email": f"bench.emp.{i:03d}@example.test",
                 "password": USER_PASSWORD, "role": "employee"})
             for i in range(n)))
+        # /register answers without an id (it must not tell new and known emails apart):
+        # the admin finds the new accounts in the pending list.
+        emails = {r["email"] for r in registered}
+        users: list[dict[str, Any]] = []
+        url: str | None = "/users/pending?limit=200"
+        while url:
+            page = await client.get(url, headers=admin_auth)
+            users += [u for u in page.json() if u["email"] in emails]
+            link = page.headers.get("Link")
+            url = link.split(";")[0].strip("<>") if link else None
+        if len(users) != n:
+            raise RuntimeError(f"{len(users)} of {n} registered users are pending")
         await asyncio.gather(*(call("PUT", f"/users/{u['id']}/approve", 200, headers=admin_auth)
                                for u in users))
         pairs = await asyncio.gather(*(
