@@ -103,10 +103,12 @@ async def test_owner_is_told_at_most_once_an_hour(client, db, make_user) -> None
     from taskapi.services import notifications
 
     owner = await make_user("employee", name="busy")
+    hours = {f"{datetime.now(UTC):%Y%m%d%H}"}
     for n in range(4):
         response = await client.post("/register", json=_account(f"spam{n}", owner.email))
         assert response.status_code == 202
-    assert [kind for kind, _, _ in await _outbox(db)] == ["registration_attempt"]
+    hours.add(f"{datetime.now(UTC):%Y%m%d%H}")  # two, if the clock passed an hour meanwhile
+    assert [kind for kind, _, _ in await _outbox(db)] == ["registration_attempt"] * len(hours)
 
     # An hour later the next attempt tells the owner again.
     later = datetime.now(UTC) + timedelta(hours=1)
@@ -114,7 +116,8 @@ async def test_owner_is_told_at_most_once_an_hour(client, db, make_user) -> None
         user = await session.get(User, owner.id)
         await notifications.registration_attempt(session, client.app.extensions["taskapi"]
                                                  .settings, user, now=later)
-    assert [kind for kind, _, _ in await _outbox(db)] == ["registration_attempt"] * 2
+    assert [kind for kind, _, _ in await _outbox(db)] == (
+        ["registration_attempt"] * (len(hours) + 1))
 
 
 async def test_taken_username_is_409_whatever_the_email(client, db) -> None:  # type: ignore[no-untyped-def]
@@ -204,7 +207,7 @@ async def test_confirm_refuses_other_bodies_with_422(client) -> None:  # type: i
 
 
 async def test_confirm_is_rate_limited_like_other_anonymous_routes(app_with) -> None:  # type: ignore[no-untyped-def]
-    async with app_with(rate_limit_default="3/minute") as app:
+    async with app_with(rate_limit_default="3/day") as app:
         client = app.test_client()
         statuses = [(await client.post("/email/confirm", json={"token": "nope"})).status_code
                     for _ in range(4)]
