@@ -1,7 +1,7 @@
 """scheduled reports: users.report_schedule, report_requests.trigger and period
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-02 02:00:00.000000
 
 Existing admins and managers get weekly reports (the default for staff); employees none.
@@ -16,7 +16,7 @@ from alembic import op
 import taskapi.models.base
 
 revision: str = '0007'
-down_revision: str | None = '0004'
+down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
