@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from taskapi import mail
 from taskapi.services import outbox, reports
+
+log = logging.getLogger("taskapi.jobs")
 
 
 @contextlib.asynccontextmanager
@@ -31,8 +34,16 @@ async def deliver_email(ctx: dict[str, Any], dedupe_key: str) -> str:
 async def deliver_pending_emails(ctx: dict[str, Any]) -> str:
     """Sweeper: retries, emails whose enqueue was lost, stale claims, stuck reports."""
     db, settings = ctx["db"], ctx["settings"]
+    rebuilt = broken = 0
     async with mailer_for(ctx) as mailer:
-        built = [await reports.build_and_send(db, settings, mailer, report_id)
-                 for report_id in await reports.unfinished(db)]
+        for report_id in await reports.unfinished(db):
+            try:
+                await reports.build_and_send(db, settings, mailer, report_id)
+                rebuilt += 1
+            except Exception:  # one report must not hold back the others or the emails
+                log.exception("report %s could not be built; retried at the next sweep",
+                              report_id)
+                broken += 1
     outcome = await outbox.deliver_due(db, settings)
-    return f"emails {dict(outcome) or 'none due'}; reports rebuilt {len(built)}"
+    return (f"emails {dict(outcome) or 'none due'}; reports rebuilt {rebuilt}"
+            + (f", {broken} failed to build" if broken else ""))

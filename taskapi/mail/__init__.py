@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -36,10 +37,22 @@ class Rendered:
     html: str
 
 
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: anything
+# that could end a header line, or hide in one, in a mail reader or a terminal.
+_BREAKS = frozenset(("Cc", "Zl", "Zp"))
+
+
+def one_line(text: str) -> str:
+    """Header text from user input: every run of whitespace and control characters (CR, LF
+    and the rest) folded into one space, so no value can start a header line of its own."""
+    return " ".join("".join(" " if unicodedata.category(c) in _BREAKS else c
+                            for c in text).split())
+
+
 def render(template: str, **context: Any) -> Rendered:
-    """`<template>.txt` (which sets `subject`) and `<template>.html`."""
+    """`<template>.txt` (which sets `subject`, folded to one line) and `<template>.html`."""
     text_template = _env.get_template(f"{template}.txt")
-    subject = str(text_template.make_module(context).subject).strip()  # type: ignore[attr-defined]
+    subject = one_line(str(text_template.make_module(context).subject))  # type: ignore[attr-defined]
     html = _env.get_template(f"{template}.html").render(context)
     return Rendered(subject, text_template.render(context), html)
 
@@ -54,7 +67,7 @@ def build_message(settings: Settings, *, to: str, subject: str, text: str, html:
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = to
-    message["Subject"] = subject
+    message["Subject"] = one_line(subject)  # also rows recorded before render() folded it
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id  # fixed at creation: a resend is recognisably the same
     message.set_content(text)

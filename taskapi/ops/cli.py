@@ -183,17 +183,25 @@ def jobs_list() -> None:
     emails, gave_up = asyncio.run(_outbox_state(settings))
     click.echo("email outbox: " + (", ".join(f"{k}={v}" for k, v in sorted(emails.items()))
                                    or "empty"))
-    for key, to, error in gave_up:
-        click.echo(f"  failed  {key}  to={to}  {error[:100]}")
+    for status, key, to, error in gave_up:
+        click.echo(f"  {status}  {_shown(key)}  to={_shown(to)}  {_shown(error[:100])}")
 
 
-async def _outbox_state(settings: Settings) -> tuple[dict[str, int], list[tuple[str, str, str]]]:
+def _shown(text: str) -> str:
+    """One terminal line: a stored value's control characters (a line break, an escape
+    sequence) printed as escapes, never acted on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+async def _outbox_state(
+    settings: Settings,
+) -> tuple[dict[str, int], list[tuple[str, str, str, str]]]:
     from taskapi.core.db import Database
-    from taskapi.services.outbox import backlog, failed
+    from taskapi.services.outbox import backlog, given_up
 
     db = Database.from_url(settings.sqlalchemy_url)
     try:
-        return await backlog(db), await failed(db)
+        return await backlog(db), await given_up(db)
     finally:
         await db.dispose()
 

@@ -8,6 +8,10 @@ then marks it failed. A claim older than EMAIL_CLAIM_TIMEOUT (the sender died) i
 again. Each row is marked sent as soon as the SMTP server accepted it, so the one window left
 is a crash between that acceptance and that commit (at most the messages in flight, one per
 SMTP connection) — those messages are sent again.
+
+Each row's outcome is its own: a row that cannot be built into a message (a header the email
+library refuses) fails at once, an SMTP error is retried, an error marking one row leaves it
+to the batch's final write; nothing one row raises reaches the others or the batch.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +39,8 @@ MAX_ATTEMPTS = 6
 # Rows are claimed a chunk at a time, so a sender that dies strands at most one chunk
 # (until the claim times out); everything after it stays pending for the next run.
 CHUNK = 50
+# A row's outcome: ("sent", None), ("retry", error) or ("failed", error) — failed at once.
+Result = tuple[str, str | None]
 
 
 def backoff(attempts: int, base: float = 30.0) -> timedelta:
@@ -83,7 +89,8 @@ def _claimable(now: datetime, claim_timeout: timedelta) -> ColumnElement[bool]:
 
 
 async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence[str] | None,
-                 limit: int) -> str:
+                 limit: int) -> tuple[str, list[EmailOutbox]]:
+    """Claim due rows under a new token: (token, the rows)."""
     token = uuid.uuid4().hex
     condition = _claimable(now, timedelta(seconds=settings.email_claim_timeout))
     if keys is not None:
@@ -98,14 +105,46 @@ async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence
                 attempts=EmailOutbox.attempts + 1,
             ).execution_options(synchronize_session=False)
         )
-    return token
+        rows = list((await session.scalars(
+            select(EmailOutbox).where(EmailOutbox.claim_token == token).order_by(EmailOutbox.id)
+        )).all())
+    return token, rows
+
+
+async def _finish(session: AsyncSession, token: str, row: EmailOutbox, status: EmailStatus,
+                  error: str, retry_at: datetime | None = None) -> None:
+    """End a claimed row (failed; pending again if `retry_at`), and its report with it when
+    it gave up."""
+    await session.execute(
+        update(EmailOutbox).where(EmailOutbox.id == row.id, EmailOutbox.claim_token == token)
+        .values(status=status, claim_token=None, last_error=error,
+                **({"next_attempt_at": retry_at} if retry_at else {}))
+        .execution_options(synchronize_session=False))
+    if row.kind == "report" and status != EmailStatus.PENDING:
+        await _settle_report(session, row, ReportStatus.FAILED, error)
+
+
+async def _mark_sent(db: Database, token: str, row_ids: Sequence[int]) -> None:
+    async with db.transaction(write=True) as session:
+        await _sent(session, token, row_ids)
+
+
+async def _sent(session: AsyncSession, token: str, row_ids: Sequence[int]) -> None:
+    await session.execute(
+        update(EmailOutbox).where(EmailOutbox.id.in_(row_ids), EmailOutbox.claim_token == token)
+        .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None, last_error=None)
+        .execution_options(synchronize_session=False))
+
+
+def _error(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:1000]
 
 
 async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
                   keys: Sequence[str] | None = None, now: datetime | None = None,
                   limit: int = CHUNK) -> Counter[str]:
     """Claim and send due rows: the given keys (chunk by chunk), or up to `limit` of any.
-    Returns counts by outcome: sent, retry, failed."""
+    Returns counts by outcome: sent, retry, failed (and interrupted)."""
     now = now or utcnow()
     if keys is not None and len(keys) > CHUNK:
         total: Counter[str] = Counter()
@@ -113,108 +152,91 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
             total.update(await deliver(db, settings, mailer, keys=keys[start:start + CHUNK],
                                        now=now))
         return total
-    token = await _claim(db, settings, now, keys, limit)
-    async with db.session(write=False) as session:
-        rows = (await session.scalars(
-            select(EmailOutbox).where(EmailOutbox.claim_token == token).order_by(EmailOutbox.id)
-        )).all()
+    token, rows = await _claim(db, settings, now, keys, limit)
+    outcome: Counter[str] = Counter()
     if not rows:
-        return Counter()
+        return outcome
 
-    results: dict[int, str | None] = {}  # row id -> None (sent) or the error
+    results: dict[int, Result] = {}
 
     async def send(row: EmailOutbox) -> None:
-        message = mail.build_message(settings, to=row.to_address, subject=row.subject,
-                                     text=row.body_text, html=row.body_html,
-                                     message_id=row.message_id)
+        try:
+            message = mail.build_message(settings, to=row.to_address, subject=row.subject,
+                                         text=row.body_text, html=row.body_html,
+                                         message_id=row.message_id)
+        except Exception as error:  # the row itself is bad: no retry can fix it
+            results[row.id] = ("failed", _error(error))
+            return
         try:
             await mailer.send(message)
         except Exception as error:  # any SMTP/network failure: retried with backoff
-            results[row.id] = f"{type(error).__name__}: {error}"[:1000]
+            results[row.id] = ("retry", _error(error))
             return
-        results[row.id] = None  # accepted: recorded even if the mark below is interrupted
+        results[row.id] = ("sent", None)  # accepted: recorded even if the mark below fails
         # Marked at once, not with the rest of the chunk: a sender killed mid-chunk would
         # otherwise leave every message it had already sent to be sent again.
-        async with db.transaction(write=True) as session:
-            await session.execute(
-                update(EmailOutbox).where(EmailOutbox.id == row.id,
-                                          EmailOutbox.claim_token == token)
-                .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None,
-                        last_error=None)
-                .execution_options(synchronize_session=False))
+        try:
+            await _mark_sent(db, token, [row.id])
+        except Exception as error:  # still claimed by us: _record marks it with the rest
+            log.warning("email %s sent, its mark deferred: %s", row.dedupe_key, _error(error))
 
     try:
-        await asyncio.gather(*(send(row) for row in rows))
+        # return_exceptions: whatever one send raises, the gather ends only once every send
+        # has, so _record never releases a row whose message is still on its way.
+        raised = await asyncio.gather(*(send(row) for row in rows), return_exceptions=True)
+        for row, error in zip(rows, raised, strict=True):
+            if isinstance(error, BaseException) and row.id not in results:
+                results[row.id] = ("retry", _error(error))  # not the batch's interruption
     finally:
         # Also when cancelled (a stopping worker past its grace period): mark what the server
         # accepted, so no rerun sends it again, and release the rest now rather than leaving
         # it claimed until EMAIL_CLAIM_TIMEOUT has passed. Shielded: a second cancel must not
         # cut the UPDATE.
-        outcome = await asyncio.shield(_record(db, settings, token, rows, results, now))
+        outcome.update(await asyncio.shield(_record(db, settings, token, rows, results, now)))
     return outcome
 
 
 async def _record(db: Database, settings: Settings, token: str, rows: Sequence[EmailOutbox],
-                  results: dict[int, str | None], now: datetime) -> Counter[str]:
+                  results: dict[int, Result], now: datetime) -> Counter[str]:
     """Write each claimed row's outcome: sent, retry later, failed for good, or (no result:
     interrupted before the server answered) pending again, the attempt not counted."""
+    by_state: dict[str, list[EmailOutbox]] = defaultdict(list)
+    for row in rows:
+        by_state[results[row.id][0] if row.id in results else "interrupted"].append(row)
     outcome: Counter[str] = Counter()
-    retry_base = settings.email_retry_base
     async with db.transaction(write=True) as session:
-        sent = [row.id for row in rows if row.id in results and results[row.id] is None]
-        if sent:
-            await session.execute(
-                update(EmailOutbox).where(EmailOutbox.id.in_(sent),
-                                          EmailOutbox.claim_token == token)
-                .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None,
-                        last_error=None)
-                .execution_options(synchronize_session=False))  # those not marked yet
+        if sent := by_state["sent"]:
+            await _sent(session, token, [row.id for row in sent])  # those not marked yet
             outcome["sent"] = len(sent)
-        interrupted = [row.id for row in rows if row.id not in results]
-        if interrupted:
+            for row in sent:
+                if row.kind == "report":
+                    await _settle_report(session, row, ReportStatus.COMPLETE, None)
+        if interrupted := by_state["interrupted"]:
             await session.execute(
-                update(EmailOutbox).where(EmailOutbox.id.in_(interrupted),
+                update(EmailOutbox).where(EmailOutbox.id.in_([row.id for row in interrupted]),
                                           EmailOutbox.claim_token == token)
                 .values(status=EmailStatus.PENDING, attempts=EmailOutbox.attempts - 1,
                         next_attempt_at=now, claim_token=None)
                 .execution_options(synchronize_session=False))
             outcome["interrupted"] = len(interrupted)
-        for row in rows:
-            error = results.get(row.id)
-            if error is None:
-                continue
-            final = row.attempts >= MAX_ATTEMPTS
+        for row in by_state["retry"] + by_state["failed"]:
+            state, error = results[row.id]
+            final = state == "failed" or row.attempts >= MAX_ATTEMPTS
             outcome["failed" if final else "retry"] += 1
             log.warning("email %s to %s failed (attempt %d%s): %s", row.dedupe_key,
                         row.to_address, row.attempts, ", giving up" if final else "", error)
-            await session.execute(
-                update(EmailOutbox).where(EmailOutbox.id == row.id,
-                                          EmailOutbox.claim_token == token)
-                .values(status=EmailStatus.FAILED if final else EmailStatus.PENDING,
-                        next_attempt_at=now + backoff(row.attempts, retry_base),
-                        claim_token=None,
-                        last_error=error)
-                .execution_options(synchronize_session=False))
-        await _settle_reports(session, rows, results)
+            retry_at = None if final else now + backoff(row.attempts, settings.email_retry_base)
+            await _finish(session, token, row, EmailStatus.FAILED if final
+                          else EmailStatus.PENDING, error or "", retry_at)
     return outcome
 
 
-async def _settle_reports(session: AsyncSession, rows: Sequence[EmailOutbox],
-                          results: dict[int, str | None]) -> None:
+async def _settle_report(session: AsyncSession, row: EmailOutbox, status: ReportStatus,
+                         error: str | None) -> None:
     """A report is complete when its email is sent, failed when the email gave up."""
-    for row in rows:
-        if row.kind != "report" or row.id not in results:
-            continue
-        report_id = row.dedupe_key.removeprefix("report:")
-        error = results[row.id]
-        if error is None:
-            status = ReportStatus.COMPLETE
-        elif row.attempts >= MAX_ATTEMPTS:
-            status = ReportStatus.FAILED
-        else:
-            continue
-        await session.execute(update(ReportRequest).where(ReportRequest.id == report_id).values(
-            status=status, finished_at=utcnow(), error=error))
+    report_id = row.dedupe_key.removeprefix("report:")
+    await session.execute(update(ReportRequest).where(ReportRequest.id == report_id).values(
+        status=status, finished_at=utcnow(), error=error))
 
 
 async def deliver_due(db: Database, settings: Settings, *, now: datetime | None = None,
@@ -242,11 +264,13 @@ async def backlog(db: Database,
         return {EmailStatus(status).value: int(count) for status, count in rows}
 
 
-async def failed(db: Database, limit: int = 10) -> list[tuple[str, str, str]]:
-    """The most recent emails that gave up: (dedupe key, recipient, last error)."""
+async def given_up(db: Database, limit: int = 10) -> list[tuple[str, str, str, str]]:
+    """The most recent emails that gave up: (status, dedupe key, recipient, last error)."""
     async with db.session(write=False) as session:
         rows = await session.execute(
-            select(EmailOutbox.dedupe_key, EmailOutbox.to_address, EmailOutbox.last_error)
-            .where(EmailOutbox.status == EmailStatus.FAILED)
+            select(EmailOutbox.status, EmailOutbox.dedupe_key, EmailOutbox.to_address,
+                   EmailOutbox.last_error)
+            .where(EmailOutbox.status.in_([EmailStatus.FAILED]))
             .order_by(EmailOutbox.id.desc()).limit(limit))
-        return [(key, to, error or "") for key, to, error in rows]
+        return [(EmailStatus(status).value, key, to, error or "")
+                for status, key, to, error in rows]

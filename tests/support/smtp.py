@@ -14,12 +14,14 @@ class SMTPSink:
 
     def __init__(self) -> None:
         self.messages: list[Any] = []
+        self.recipients: list[list[str]] = []  # each message's envelope (RCPT TO)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         from email import message_from_bytes, policy
 
         message = message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append(message)
+        self.recipients.append(list(envelope.rcpt_tos))
         return "250 OK"
 
 
