@@ -73,16 +73,17 @@ async def test_mail_queued_while_smtp_is_down_is_delivered_once_when_it_returns(
         smtp.stop()
 
 
-async def test_worker_killed_mid_batch_rerun_completes_without_duplicates(tmp_path: Path, database_url: str, redis_url: str, redis_sync, db, settings) -> None:  # type: ignore[no-untyped-def]
+async def test_worker_killed_mid_batch_rerun_completes_without_duplicates(tmp_path: Path, database_url: str, redis_url: str, redis_sync, db, settings, make_user) -> None:  # type: ignore[no-untyped-def]
     sink = GatedSMTPSink(accept_first=5)  # then the server stalls
     smtp = SMTPServer(sink)
     smtp.start()
     env = mail_env(tmp_path, database_url, redis_url, smtp.port, TASKAPI_EMAIL_CLAIM_TIMEOUT="3")
+    people = [await make_user("employee", name=f"person{i}") for i in range(20)]
     async with db.transaction() as session:
-        for i in range(20):
+        for i, person in enumerate(people):  # an approval email goes only to an approved user
             await outbox.add_email(session, settings, kind="approved", dedupe_key=f"batch:{i}",
-                                   to=f"person{i}@example.test", template="approved",
-                                   username=f"person{i}", email=f"person{i}@example.test")
+                                   to=person.email, user_id=person.id, template="approved",
+                                   username=f"person{i}", email=person.email)
     first = start_worker(env, tmp_path / "worker-1.log")
     try:
         async def five_sent() -> bool:

@@ -2,6 +2,8 @@
 
 Finding 1: one email that cannot be built or marked stays with itself: it fails on its own,
 shows in `taskapi jobs list`, and every other email of its batch arrives exactly once.
+Finding 11: an email that depends on its recipient's state (still there, still approved,
+still assigned, still staff) is not sent once that state is gone; it ends cancelled.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from taskapi import mail
@@ -24,10 +26,14 @@ from taskapi.models import (
     EmailOutbox,
     EmailStatus,
     ReportRequest,
+    ReportStatus,
+    Role,
+    User,
     utcnow,
 )
 from taskapi.services import outbox, reports
 from tests.support.faults import SMTPServer
+from tests.support.ports import free_port
 from tests.support.processes import cli_env, run_cli
 from tests.support.smtp import SMTPSink
 from tests.support.worker import run_worker_burst
@@ -188,3 +194,105 @@ def test_header_text_is_one_line(smtp_settings, subject: str) -> None:  # type: 
     assert b"\r\nBcc" not in bytes(message)
     assert mail.render("assigned", username="u", title=subject, status="pending",
                        deadline=None, description="").subject == f"New task for you: {folded}"
+
+
+# --- finding 11: the recipient's state is checked when the email is sent ------------------
+
+@pytest.mark.parametrize("then,reason", [
+    ("deleted", "recipient no longer exists"), ("unapproved", "recipient not approved")])
+async def test_approved_then_deleted_before_the_worker_runs_sends_nothing(smtp_settings, smtp_sink, redis_sync, redis_url, db, make_user, then: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+    sink, _ = smtp_sink
+    admin, newcomer = await make_user("admin"), await make_user("employee", approved=False)
+    app = create_app(smtp_settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        approved = await client.put(f"/users/{newcomer.id}/approve", headers=admin.headers)
+        assert approved.status_code == 200
+        if then == "deleted":
+            changed = await client.delete(f"/users/{newcomer.id}", headers=admin.headers)
+        else:
+            changed = await client.put(f"/users/{newcomer.id}", headers=admin.headers,
+                                       json={"is_approved": False})
+        assert changed.status_code in (200, 204)
+    await run_worker_burst(smtp_settings, redis_url)
+    await deliver_pending_emails({"db": db, "settings": smtp_settings})  # and the sweeper
+    assert sink.messages == []
+    row = (await _rows(db))[f"approved:{newcomer.id}"]
+    assert (row.status, row.last_error) == (EmailStatus.CANCELLED, reason)
+
+
+async def test_reassigned_or_deleted_task_sends_only_the_current_assignment(smtp_settings, smtp_sink, redis_sync, redis_url, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    sink, _ = smtp_sink
+    admin, first, second = (await make_user("admin"), await make_user("employee"),
+                            await make_user("employee"))
+    app = create_app(smtp_settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        moved = await (await client.post("/tasks", headers=admin.headers, json={
+            "title": "moved", "assigned_user_id": first.id})).get_json()
+        await client.put(f"/task/{moved['id']}/assign", headers=admin.headers,
+                         json={"user_id": second.id})
+        gone = await (await client.post("/tasks", headers=admin.headers, json={
+            "title": "gone", "assigned_user_id": first.id})).get_json()
+        assert (await client.delete(f"/task/{gone['id']}", headers=admin.headers)).status_code == 204
+    await run_worker_burst(smtp_settings, redis_url)
+    assert [(m["To"], m["Subject"]) for m in sink.messages] == [
+        (second.email, "New task for you: moved")]
+    rows = await _rows(db)
+    assert rows[f"assign:{moved['id']}:{first.id}:1"].last_error == "task reassigned"
+    assert rows[f"assign:{gone['id']}:{first.id}:1"].last_error == "task no longer exists"
+
+
+async def test_report_for_a_requester_no_longer_staff_is_not_sent(smtp_settings, smtp_sink, redis_sync, redis_url, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    sink, _ = smtp_sink
+    admin, manager = await make_user("admin"), await make_user("manager")
+    app = create_app(smtp_settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        job = await (await client.post("/reports", headers=manager.headers)).get_json()
+        demoted = await client.put(f"/users/{manager.id}", headers=admin.headers,
+                                   json={"role": "employee"})
+        assert demoted.status_code == 200
+    await run_worker_burst(smtp_settings, redis_url)
+    assert sink.messages == []  # a summary of every task, to someone no longer allowed it
+    async with db.session(write=False) as session:
+        report = await session.get(ReportRequest, job["job_id"])
+    assert report is not None and report.status == ReportStatus.FAILED
+    assert report.error == "cancelled: recipient no longer staff"
+    assert await reports.unfinished(db, now=utcnow() + timedelta(hours=1)) == []
+
+
+@pytest.mark.parametrize("kind", ["welcome", "reminder", "report"])
+async def test_each_kind_is_not_sent_to_a_deleted_user(smtp_settings, smtp_sink, db, make_user, kind: str) -> None:  # type: ignore[no-untyped-def]
+    sink, _ = smtp_sink
+    user = await make_user("manager")
+    await _notices(db, smtp_settings, "bystander")
+    async with db.transaction() as session:
+        await outbox.add_email(session, smtp_settings, kind=kind, dedupe_key=f"{kind}:x",
+                               to=user.email, user_id=user.id, template="welcome",
+                               username="u", role="manager")
+        await session.delete(await session.get(User, user.id))
+    assert (await outbox.deliver_due(db, smtp_settings)) == Counter({"sent": 1, "cancelled": 1})
+    assert [m["To"] for m in sink.messages] == ["bystander@example.test"]
+    row = (await _rows(db))[f"{kind}:x"]
+    assert (row.status, row.last_error) == (EmailStatus.CANCELLED, "recipient no longer exists")
+
+
+async def test_a_retry_is_checked_again(make_settings, smtp_sink, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """SMTP down at the first try; the user is unapproved meanwhile; the retry sends nothing."""
+    sink, port = smtp_sink
+    down = make_settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_starttls=False)
+    up = make_settings(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    user = await make_user("employee")
+    async with db.transaction() as session:
+        await outbox.add_email(session, up, kind="reminder", dedupe_key="reminder:r",
+                               to=user.email, user_id=user.id, template="welcome",
+                               username="u", role="employee")
+    now = utcnow()
+    assert await outbox.deliver_due(db, down, now=now) == Counter({"retry": 1})
+    async with db.transaction() as session:
+        await session.execute(update(User).where(User.id == user.id).values(
+            is_approved=False, role=Role.EMPLOYEE))
+    assert await outbox.deliver_due(db, up, now=now + timedelta(hours=1)) == Counter(
+        {"cancelled": 1})
+    assert sink.messages == []

@@ -14,6 +14,8 @@ class EmailStatus(enum.StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    # Not sent because what it announced no longer holds (services/outbox_checks.py).
+    CANCELLED = "cancelled"
 
 
 class EmailOutbox(Base):
@@ -22,7 +24,8 @@ class EmailOutbox(Base):
     `dedupe_key` is unique (welcome:{user}, assign:{task}:{user}:{n},
     reminder:{user}:{local date}, report:{id}), so a rerun, a retry or a second worker can
     never create a second message; a sender first claims the row (status pending → sending
-    with its claim token), so only one process sends it.
+    with its claim token), so only one process sends it. It ends sent, failed (gave up;
+    `last_error` says why) or cancelled (its recipient's state changed; `last_error` too).
     """
 
     __tablename__ = "email_outbox"

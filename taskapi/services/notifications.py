@@ -1,5 +1,7 @@
 """Which emails a change produces. Each is recorded in the outbox inside the caller's
-transaction and handed to the worker after commit (`dispatch`)."""
+transaction and handed to the worker after commit (`dispatch`). Each kind has its rule in
+`outbox_checks` (what must still hold when it is sent); subjects come out of `mail.render`
+on one line, whatever user text (a task title, a username) they carry."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from taskapi.config import Settings
 from taskapi.models import Task, User, utcnow
 from taskapi.services.enqueue import enqueue
 from taskapi.services.outbox import add_email
+from taskapi.services.outbox_checks import assign_key
 
 
 def link(settings: Settings, path: str, **query: str) -> str:
@@ -63,7 +66,7 @@ async def assigned(session: AsyncSession, settings: Settings, task: Task, user: 
     deadline = task.deadline.strftime("%Y-%m-%d %H:%M UTC") if task.deadline else None
     return await add_email(
         session, settings, kind="assigned",
-        dedupe_key=f"assign:{task.id}:{user.id}:{task.assign_seq}", to=user.email,
+        dedupe_key=assign_key(task.id, user.id, task.assign_seq), to=user.email,
         user_id=user.id, template="assigned", username=user.username, title=task.title,
         status=task.status.value, deadline=deadline, description=task.description,
     )

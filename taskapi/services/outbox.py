@@ -11,7 +11,8 @@ SMTP connection) — those messages are sent again.
 
 Each row's outcome is its own: a row that cannot be built into a message (a header the email
 library refuses) fails at once, an SMTP error is retried, an error marking one row leaves it
-to the batch's final write; nothing one row raises reaches the others or the batch.
+to the batch's final write; nothing one row raises reaches the others or the batch. A row
+whose recipient's state no longer holds (`outbox_checks`) is cancelled when it is claimed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from taskapi import mail
 from taskapi.config import Settings
 from taskapi.core.db import Database
 from taskapi.models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcnow
+from taskapi.services.outbox_checks import stale
 
 log = logging.getLogger("taskapi.outbox")
 
@@ -89,8 +91,9 @@ def _claimable(now: datetime, claim_timeout: timedelta) -> ColumnElement[bool]:
 
 
 async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence[str] | None,
-                 limit: int) -> tuple[str, list[EmailOutbox]]:
-    """Claim due rows under a new token: (token, the rows)."""
+                 limit: int) -> tuple[str, list[EmailOutbox], int]:
+    """Claim due rows under a new token, and cancel those whose recipient's state no longer
+    holds, in one transaction: (token, the rows to send, how many were cancelled)."""
     token = uuid.uuid4().hex
     condition = _claimable(now, timedelta(seconds=settings.email_claim_timeout))
     if keys is not None:
@@ -108,20 +111,27 @@ async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence
         rows = list((await session.scalars(
             select(EmailOutbox).where(EmailOutbox.claim_token == token).order_by(EmailOutbox.id)
         )).all())
-    return token, rows
+        reasons = await stale(session, rows) if rows else {}
+        for row in rows:
+            if row.id in reasons:
+                log.info("email %s to %s cancelled: %s", row.dedupe_key, row.to_address,
+                         reasons[row.id])
+                await _finish(session, token, row, EmailStatus.CANCELLED, reasons[row.id])
+    return token, [row for row in rows if row.id not in reasons], len(reasons)
 
 
 async def _finish(session: AsyncSession, token: str, row: EmailOutbox, status: EmailStatus,
                   error: str, retry_at: datetime | None = None) -> None:
-    """End a claimed row (failed; pending again if `retry_at`), and its report with it when
-    it gave up."""
+    """End a claimed row (failed or cancelled; pending again if `retry_at`), and its report
+    with it when it gave up."""
     await session.execute(
         update(EmailOutbox).where(EmailOutbox.id == row.id, EmailOutbox.claim_token == token)
         .values(status=status, claim_token=None, last_error=error,
                 **({"next_attempt_at": retry_at} if retry_at else {}))
         .execution_options(synchronize_session=False))
     if row.kind == "report" and status != EmailStatus.PENDING:
-        await _settle_report(session, row, ReportStatus.FAILED, error)
+        prefix = "cancelled: " if status == EmailStatus.CANCELLED else ""
+        await _settle_report(session, row, ReportStatus.FAILED, prefix + error)
 
 
 async def _mark_sent(db: Database, token: str, row_ids: Sequence[int]) -> None:
@@ -144,7 +154,7 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
                   keys: Sequence[str] | None = None, now: datetime | None = None,
                   limit: int = CHUNK) -> Counter[str]:
     """Claim and send due rows: the given keys (chunk by chunk), or up to `limit` of any.
-    Returns counts by outcome: sent, retry, failed (and interrupted)."""
+    Returns counts by outcome: sent, retry, failed, cancelled (and interrupted)."""
     now = now or utcnow()
     if keys is not None and len(keys) > CHUNK:
         total: Counter[str] = Counter()
@@ -152,8 +162,8 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
             total.update(await deliver(db, settings, mailer, keys=keys[start:start + CHUNK],
                                        now=now))
         return total
-    token, rows = await _claim(db, settings, now, keys, limit)
-    outcome: Counter[str] = Counter()
+    token, rows, cancelled = await _claim(db, settings, now, keys, limit)
+    outcome: Counter[str] = Counter({"cancelled": cancelled} if cancelled else {})
     if not rows:
         return outcome
 
@@ -233,7 +243,8 @@ async def _record(db: Database, settings: Settings, token: str, rows: Sequence[E
 
 async def _settle_report(session: AsyncSession, row: EmailOutbox, status: ReportStatus,
                          error: str | None) -> None:
-    """A report is complete when its email is sent, failed when the email gave up."""
+    """A report is complete when its email is sent, failed when the email gave up or was
+    cancelled."""
     report_id = row.dedupe_key.removeprefix("report:")
     await session.execute(update(ReportRequest).where(ReportRequest.id == report_id).values(
         status=status, finished_at=utcnow(), error=error))
@@ -265,12 +276,13 @@ async def backlog(db: Database,
 
 
 async def given_up(db: Database, limit: int = 10) -> list[tuple[str, str, str, str]]:
-    """The most recent emails that gave up: (status, dedupe key, recipient, last error)."""
+    """The most recent emails that will not be sent, failed or cancelled: (status, dedupe
+    key, recipient, last error or reason)."""
     async with db.session(write=False) as session:
         rows = await session.execute(
             select(EmailOutbox.status, EmailOutbox.dedupe_key, EmailOutbox.to_address,
                    EmailOutbox.last_error)
-            .where(EmailOutbox.status.in_([EmailStatus.FAILED]))
+            .where(EmailOutbox.status.in_([EmailStatus.FAILED, EmailStatus.CANCELLED]))
             .order_by(EmailOutbox.id.desc()).limit(limit))
         return [(EmailStatus(status).value, key, to, error or "")
                 for status, key, to, error in rows]
