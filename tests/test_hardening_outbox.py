@@ -219,6 +219,8 @@ async def test_approved_then_deleted_before_the_worker_runs_sends_nothing(smtp_s
     assert sink.messages == []
     row = (await _rows(db))[f"approved:{newcomer.id}"]
     assert (row.status, row.last_error) == (EmailStatus.CANCELLED, reason)
+    # `taskapi jobs list` shows it among the emails that will not be sent, with the reason.
+    assert await outbox.given_up(db) == [("cancelled", row.dedupe_key, newcomer.email, reason)]
 
 
 async def test_reassigned_or_deleted_task_sends_only_the_current_assignment(smtp_settings, smtp_sink, redis_sync, redis_url, db, make_user) -> None:  # type: ignore[no-untyped-def]

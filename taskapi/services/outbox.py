@@ -92,8 +92,10 @@ def _claimable(now: datetime, claim_timeout: timedelta) -> ColumnElement[bool]:
 
 async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence[str] | None,
                  limit: int) -> tuple[str, list[EmailOutbox], int]:
-    """Claim due rows under a new token, and cancel those whose recipient's state no longer
-    holds, in one transaction: (token, the rows to send, how many were cancelled)."""
+    """Claim due rows under a new token, then cancel those whose recipient's state no longer
+    holds: (token, the rows to send, how many were cancelled). The check reads after the
+    claim has committed, so it sees every change committed before the claim; the write
+    transaction stays one UPDATE (SQLite has one writer)."""
     token = uuid.uuid4().hex
     condition = _claimable(now, timedelta(seconds=settings.email_claim_timeout))
     if keys is not None:
@@ -108,15 +110,18 @@ async def _claim(db: Database, settings: Settings, now: datetime, keys: Sequence
                 attempts=EmailOutbox.attempts + 1,
             ).execution_options(synchronize_session=False)
         )
+    async with db.session(write=False) as session:
         rows = list((await session.scalars(
             select(EmailOutbox).where(EmailOutbox.claim_token == token).order_by(EmailOutbox.id)
         )).all())
         reasons = await stale(session, rows) if rows else {}
-        for row in rows:
-            if row.id in reasons:
-                log.info("email %s to %s cancelled: %s", row.dedupe_key, row.to_address,
-                         reasons[row.id])
-                await _finish(session, token, row, EmailStatus.CANCELLED, reasons[row.id])
+    if reasons:
+        async with db.transaction(write=True) as session:
+            for row in rows:
+                if row.id in reasons:
+                    log.info("email %s to %r cancelled: %s", row.dedupe_key, row.to_address,
+                             reasons[row.id])
+                    await _finish(session, token, row, EmailStatus.CANCELLED, reasons[row.id])
     return token, [row for row in rows if row.id not in reasons], len(reasons)
 
 
@@ -233,7 +238,7 @@ async def _record(db: Database, settings: Settings, token: str, rows: Sequence[E
             state, error = results[row.id]
             final = state == "failed" or row.attempts >= MAX_ATTEMPTS
             outcome["failed" if final else "retry"] += 1
-            log.warning("email %s to %s failed (attempt %d%s): %s", row.dedupe_key,
+            log.warning("email %s to %r failed (attempt %d%s): %s", row.dedupe_key,
                         row.to_address, row.attempts, ", giving up" if final else "", error)
             retry_at = None if final else now + backoff(row.attempts, settings.email_retry_base)
             await _finish(session, token, row, EmailStatus.FAILED if final

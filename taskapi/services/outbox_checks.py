@@ -3,9 +3,9 @@
 An email is recorded with the change it reports and sent later: seconds later, or hours
 later after SMTP retries. By then its recipient may have been deleted, unapproved, demoted,
 or the task reassigned. Every kind bound to its recipient's state has a rule here, and the
-rules are checked for every claimed row in the claim's own transaction (`outbox._claim`), so
-every first send and every retry sees the state as it is then; a row whose rule no longer
-holds is cancelled (not failed, not retried) with the reason.
+rules are checked for every claimed row right after its claim (`outbox._claim`), so every
+first send and every retry sees the state as it is then; a row whose rule no longer holds is
+cancelled (not failed, not retried) with the reason.
 
 The rules, and why:
 - welcome: the user still exists (a rejected registration is deleted: no "we will review
