@@ -18,6 +18,7 @@ The rules, and why:
 - reminder: the user still exists and is approved (the reminder lists their open tasks).
 - report: the requester still exists, is approved and is still staff: the report is a
   summary of every task, which only staff may see.
+- registration_attempt: the account whose address someone tried to register still exists.
 A kind not listed (none today) is sent without a check. A row of a listed kind without a
 user is one whose user was deleted (the foreign key sets it to NULL).
 """
@@ -48,6 +49,7 @@ RULES: dict[str, Rule] = {
     "assigned": Rule(approved=True, assignment=True),
     "reminder": Rule(approved=True),
     "report": Rule(approved=True, roles=STAFF),
+    "registration_attempt": Rule(),
 }
 
 
