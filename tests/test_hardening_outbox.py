@@ -58,16 +58,16 @@ async def _notices(db: Any, settings: Any, *keys: str) -> None:
     async with db.transaction() as session:
         for key in keys:
             await outbox.add_email(session, settings, kind="notice", dedupe_key=key,
-                                   to=f"{key}@example.test", template="welcome",
-                                   username=key, role="employee")
+                                   to=f"{key}@example.test", template="approved",
+                                   username=key, role="employee", email="someone@example.test")
 
 
 async def _poison(db: Any, settings: Any, key: str) -> None:
     """A row that cannot be made into a message: a line break in its recipient (recorded
     by an older version, by hand, or by any path that skipped validation)."""
     row = outbox.email_row(settings, kind="notice", dedupe_key=key,
-                           to=f"victim@example.test\r\nBcc: {EVIL}", template="welcome",
-                           username="victim", role="employee")
+                           to=f"victim@example.test\r\nBcc: {EVIL}", template="approved",
+                           username="victim", role="employee", email="someone@example.test")
     async with db.transaction() as session:
         await session.execute(outbox.insert_ignore(session.get_bind().dialect.name, [row]))
 
@@ -260,7 +260,8 @@ async def test_report_for_a_requester_no_longer_staff_is_not_sent(smtp_settings,
     async with db.session(write=False) as session:
         report = await session.get(ReportRequest, job["job_id"])
     assert report is not None and report.status == ReportStatus.FAILED
-    assert report.error == "cancelled: recipient no longer staff"
+    # The builder refuses it first now (services/reports.py); the outbox rule is the backstop.
+    assert report.error == "requester is no longer an admin or manager"
     assert await reports.unfinished(db, now=utcnow() + timedelta(hours=1)) == []
 
 
@@ -271,8 +272,8 @@ async def test_each_kind_is_not_sent_to_a_deleted_user(smtp_settings, smtp_sink,
     await _notices(db, smtp_settings, "bystander")
     async with db.transaction() as session:
         await outbox.add_email(session, smtp_settings, kind=kind, dedupe_key=f"{kind}:x",
-                               to=user.email, user_id=user.id, template="welcome",
-                               username="u", role="manager")
+                               to=user.email, user_id=user.id, template="approved",
+                               username="u", role="manager", email="someone@example.test")
         await session.delete(await session.get(User, user.id))
     assert (await outbox.deliver_due(db, smtp_settings)) == Counter({"sent": 1, "cancelled": 1})
     assert [m["To"] for m in sink.messages] == ["bystander@example.test"]
@@ -288,8 +289,8 @@ async def test_a_retry_is_checked_again(make_settings, smtp_sink, db, make_user)
     user = await make_user("employee")
     async with db.transaction() as session:
         await outbox.add_email(session, up, kind="reminder", dedupe_key="reminder:r",
-                               to=user.email, user_id=user.id, template="welcome",
-                               username="u", role="employee")
+                               to=user.email, user_id=user.id, template="approved",
+                               username="u", role="employee", email="someone@example.test")
     now = utcnow()
     assert await outbox.deliver_due(db, down, now=now) == Counter({"retry": 1})
     async with db.transaction() as session:

@@ -389,7 +389,7 @@ async def test_migration_0005_keeps_existing_users_unconfirmed(database_url, tmp
                 "INSERT INTO tasks (title, description, status, assigned_user_id, created_by, "
                 "created_at, updated_at, assign_seq) VALUES ('t', '', 'pending', 1, 2, "
                 "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)"))
-        await asyncio.to_thread(upgrade, url, "head")
+        await asyncio.to_thread(upgrade, url, "0005")
         async with engine.begin() as conn:
             rows = (await conn.execute(text(
                 "SELECT username, email_confirmed FROM users ORDER BY id"))).all()
