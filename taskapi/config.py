@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     report_weekday: Weekday = "monday"
     rate_limit_login: str = "10/minute"
     rate_limit_default: str = "600/minute"
+    # Password hashing per server process (decision 019): checks at once, how many more may
+    # wait, and the longest one waits before the answer is 503 busy with Retry-After.
+    password_concurrency: int = Field(2, ge=1)
+    password_queue: int = Field(4, ge=0)
+    password_queue_wait: float = Field(1.5, gt=0)
     trusted_proxies: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     # Seconds a request's whole body may take to arrive (408 after); it is read before the

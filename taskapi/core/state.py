@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from taskapi.config import Settings
+from taskapi.core import passwords
 from taskapi.core.cache import ResponseCache
 from taskapi.core.db import Database
 from taskapi.core.embedded_redis import EmbeddedRedis
@@ -25,6 +26,9 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.signing_key = self.settings.signing_key()
+        settings = self.settings
+        passwords.configure(settings.password_concurrency, settings.password_queue,
+                            settings.password_queue_wait)
 
     def connect(self, redis_url: str) -> None:
         self.redis_url = redis_url

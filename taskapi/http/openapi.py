@@ -71,7 +71,8 @@ _STATUS_HEADERS = {
     401: {"WWW-Authenticate": _header("`Bearer realm=\"taskapi\"`.", _STRING, True)},
     429: {"Retry-After": _header("Seconds until the window resets.",
                                  {"type": "string", "pattern": "^[0-9]+$"}, True)},
-    503: {"Retry-After": _header("Seconds to wait before retrying (database busy or down).",
+    503: {"Retry-After": _header("Seconds to wait before retrying (database busy or down, "
+                                 "or too many password checks at once).",
                                  {"type": "string", "pattern": "^[0-9]+$"})},
     201: {"Location": _header("The new resource.", _STRING, True)},
     202: {"Location": _header("Where to follow the job.", _STRING, True)},
