@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     # TIMEZONE) and, for weekly ones, the day.
     report_hour: int = Field(8, ge=0, le=23)
     report_weekday: Weekday = "monday"
-    rate_limit_login: str = "10/minute"
+    # GCRA: the whole number at once, then evenly spread (decision 019).
+    rate_limit_login: str = "10/minute"  # per client address + email
     rate_limit_default: str = "600/minute"
     # Password hashing per server process (decision 019): checks at once, how many more may
     # wait, and the longest one waits before the answer is 503 busy with Retry-After.

@@ -31,6 +31,7 @@ from taskapi.core.errors import APIError
 from taskapi.core.logs import request_id_for
 from taskapi.core.querystring import canonical, link_next, query_pairs, single_valued
 from taskapi.core.state import AppState
+from taskapi.http.client import resolve_client_ip
 from taskapi.http.deps import ROLES_ATTRIBUTE
 from taskapi.http.gate import FIRST_TRIP_KEY, FirstTrip, make_first_trip
 from taskapi.http.limits import head_error
@@ -113,7 +114,10 @@ class CachedReads:
         except APIError:
             return False  # a repeated parameter: Quart answers the 422
         spec = declared.spec_for(claims.user_id, args, canonical(pairs))
-        trip = await make_first_trip(state, claims, spec, "")
+        peer = (scope.get("client") or ("<local>",))[0]  # as Quart's request.remote_addr
+        ip = resolve_client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+                               state.settings.trusted_networks)
+        trip = await make_first_trip(state, claims, spec, ip)
         if trip is None:
             return False  # Redis down: Quart answers from the database
         scope[FIRST_TRIP_KEY] = trip
@@ -129,7 +133,7 @@ class CachedReads:
                       pairs: list[tuple[str, str]], send: Callable[..., Awaitable[Any]]) -> int:
         """The status sent (200 or 304), or 0 when Quart must answer."""
         result = trip.result
-        if (result.count > trip.win.limit or result.user is None or result.session is None
+        if (result.wait_ms or result.user is None or result.session is None
                 or result.entry is None or trip.claims is None):
             return 0
         try:

@@ -16,11 +16,16 @@ def client_ip() -> str:
     """The peer address, or the client named in X-Forwarded-For when the peer is a trusted
     proxy. The list is read right to left, skipping trusted hops, so a client cannot spoof
     its way around a rate limit by sending the header itself."""
-    peer = request.remote_addr or "unknown"
-    networks = runtime().settings.trusted_networks
+    return resolve_client_ip(request.remote_addr or "unknown",
+                             request.headers.get("X-Forwarded-For", ""),
+                             runtime().settings.trusted_networks)
+
+
+def resolve_client_ip(peer: str, forwarded_for: str, networks: tuple[Any, ...]) -> str:
+    """client_ip() from its parts (also for the ASGI layer in front of Quart)."""
     if not networks or not _trusted(peer, networks):
         return peer
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, networks):
             return hop if _valid_ip(hop) else peer

@@ -1,7 +1,8 @@
 """The request gate (before_request): verify the bearer token, then one pipelined Redis round
-trip that counts the request against its rate limit, reads the caller's auth state and looks
-up the route's cached response. JWT verification is CPU only. See services/authstate.py for
-the auth-state cache rules.
+trip that reads the caller's auth state, counts the request against its rate limit (the
+user's for a token that checks out, else the client address's) and looks up the route's
+cached response. JWT verification is CPU only. See services/authstate.py for the auth-state
+cache rules.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from quart import current_app, g, request
+from redis.exceptions import RedisError
 
 from taskapi.core import ratelimit, tokens
 from taskapi.core.cache import CacheSpec, Lookup, decode_entry
@@ -19,7 +21,13 @@ from taskapi.core.state import AppState
 from taskapi.http.client import bearer_token, client_ip
 from taskapi.http.current import runtime
 from taskapi.http.prefetch import PREFETCH_ATTRIBUTE, Prefetch
-from taskapi.services.authstate import session_key, user_key
+from taskapi.services.authstate import (
+    actor_from_state,
+    load_state,
+    queue_fill,
+    session_key,
+    user_key,
+)
 
 # Where cached_reads.py leaves its FirstTrip in the ASGI scope for Quart to pick up.
 FIRST_TRIP_KEY = "taskapi.first_trip"
@@ -44,24 +52,60 @@ class FirstTrip:
     """The request's first Redis round trip: what was asked and what came back."""
 
     claims: tokens.Claims | None
-    win: ratelimit.Window
+    user_limit: ratelimit.Limit | None
+    ip_limit: ratelimit.Limit
     spec: CacheSpec | None
     result: ratelimit.TripResult
 
+    @property
+    def charged_limit(self) -> ratelimit.Limit:
+        return (self.user_limit if self.result.charged == "user" and self.user_limit
+                else self.ip_limit)
 
-def request_window(state: AppState, claims: tokens.Claims | None, ip: str) -> ratelimit.Window:
-    limit, period = state.settings.default_rate()
-    scope = f"u{claims.user_id}" if claims else f"ip{ip}"
-    return ratelimit.window("req", scope, limit, period)
+
+def request_limits(state: AppState, claims: tokens.Claims | None,
+                   ip: str) -> tuple[ratelimit.Limit | None, ratelimit.Limit]:
+    """The user's limit (with a token) and the client address's. The round trip counts the
+    request against the user's only when the token checks out (core/ratelimit.py): a revoked
+    token must not use up its owner's budget."""
+    count, period = state.settings.default_rate()
+    user = ratelimit.limit("req", f"u{claims.user_id}", count, period) if claims else None
+    return user, ratelimit.limit("req", f"ip{ip}", count, period)
 
 
 async def make_first_trip(state: AppState, claims: tokens.Claims | None,
                           spec: CacheSpec | None, ip: str) -> FirstTrip | None:
     """None when Redis is down (callers fail open: no limit, state from the database)."""
-    win = request_window(state, claims, ip)
-    auth_keys = (user_key(claims.user_id), session_key(claims.sid)) if claims else None
-    result = await state.gate(win, auth_keys, spec)
-    return None if result is None else FirstTrip(claims, win, spec, result)
+    user_limit, ip_limit = request_limits(state, claims, ip)
+    auth = (user_key(claims.user_id), session_key(claims.sid), claims.user_id) if claims else None
+    result = await state.gate(user_limit, ip_limit, auth, spec)
+    return None if result is None else FirstTrip(claims, user_limit, ip_limit, spec, result)
+
+
+async def settle_uncached(state: AppState, trip: FirstTrip, claims: tokens.Claims) -> None:
+    """The auth state was not cached, so the round trip counted nothing: read it from the
+    database, then fill the cache and count the request against the limit it deserves, in
+    one more round trip (the one the fill always took). Redis failing: no limit."""
+    result = trip.result
+    user_state, session_state = await load_state(state.db, claims)
+    result.user, result.session = user_state.encode(), session_state.encode()
+    try:
+        actor_from_state(claims, user_state, session_state)
+        result.charged = "user"
+    except APIError:
+        result.charged = "ip"
+    redis = state.redis
+    if redis.guard.down:
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            queue_fill(pipe, claims, result.epoch, user_state, session_state)
+            await ratelimit.queue_take(redis, pipe, trip.charged_limit)
+            *_, (wait, _, _) = await pipe.execute()
+    except (RedisError, OSError) as error:
+        redis.guard.failed(error)
+        return
+    result.wait_ms = int(wait)
 
 
 async def identify_and_limit() -> None:
@@ -97,8 +141,10 @@ async def identify_and_limit() -> None:
         if trip is None:  # Redis down: no limit, auth state and responses from the database
             return
     result = trip.result
+    if not result.charged and trip.claims is not None:
+        await settle_uncached(state, trip, trip.claims)
     identity.cached_user, identity.cached_session = result.user, result.session
     identity.epoch = result.epoch
     if trip.spec is not None:
         g.prefetch = Lookup(trip.spec.key, result.version, decode_entry(result.entry))
-    ratelimit.check(trip.win, result.count)
+    ratelimit.check(trip.charged_limit, result.wait_ms)

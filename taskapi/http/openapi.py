@@ -69,7 +69,7 @@ _COMMON_HEADERS = {
 }
 _STATUS_HEADERS = {
     401: {"WWW-Authenticate": _header("`Bearer realm=\"taskapi\"`.", _STRING, True)},
-    429: {"Retry-After": _header("Seconds until the window resets.",
+    429: {"Retry-After": _header("Seconds until the limit lets a request through again.",
                                  {"type": "string", "pattern": "^[0-9]+$"}, True)},
     503: {"Retry-After": _header("Seconds to wait before retrying (database busy or down, "
                                  "or too many password checks at once).",

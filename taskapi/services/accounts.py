@@ -88,8 +88,8 @@ def _pair(ctx: AppState, user_id: int, sid: str, refresh_jti: str) -> TokenPair:
 
 async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: str) -> TokenPair:
     email = data.email.strip().lower()
-    limit, period = ctx.settings.login_rate()
-    await ratelimit.hit(ctx.redis, ratelimit.window("login", f"{client_ip}|{email}", limit, period))
+    await ratelimit.take(ctx.redis, [
+        ratelimit.limit("login", f"{client_ip}|{email}", *ctx.settings.login_rate())])
 
     # A read session: the write lock (SQLite) is taken only for the short insert below.
     async with ctx.db.session(write=False) as reader:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from taskapi.core.db import Database
@@ -59,11 +60,19 @@ def session_value(session: AuthSession | None) -> str:
     return f"ok:{session.user_id}"
 
 
-async def _load(db: Database, claims: Claims) -> tuple[str, str]:
+async def load_state(db: Database, claims: Claims) -> tuple[str, str]:
+    """The (user, session) state from the database."""
     async with db.session(write=False) as session:
         user = await session.get(User, claims.user_id)
         auth_session = await session.get(AuthSession, claims.sid)
         return user_value(user), session_value(auth_session)
+
+
+def queue_fill(pipe: Pipeline, claims: Claims, epoch: str, user_state: str,
+               session_state: str) -> None:
+    """Queue the cache fill (SET NX, decision 014) of state read from the database."""
+    pipe.set(f"{user_key(claims.user_id)}@{epoch}", user_state, ex=CACHE_TTL, nx=True)
+    pipe.set(f"{session_key(claims.sid)}@{epoch}", session_state, ex=CACHE_TTL, nx=True)
 
 
 async def resolve_actor(
@@ -79,14 +88,11 @@ async def resolve_actor(
     `epoch`: the one the cached state was read under (None: Redis was not reached, so the
     state is not cached either)."""
     if cached_user is None or cached_session is None:
-        user_state, session_state = await _load(db, claims)
+        user_state, session_state = await load_state(db, claims)
         if epoch is not None and not redis.guard.down:
             try:
                 async with redis.pipeline(transaction=False) as pipe:
-                    pipe.set(f"{user_key(claims.user_id)}@{epoch}", user_state, ex=CACHE_TTL,
-                             nx=True)
-                    pipe.set(f"{session_key(claims.sid)}@{epoch}", session_state,
-                             ex=CACHE_TTL, nx=True)
+                    queue_fill(pipe, claims, epoch, user_state, session_state)
                     await pipe.execute()
             except (RedisError, OSError) as error:
                 redis.guard.failed(error)
@@ -96,7 +102,8 @@ async def resolve_actor(
 
 
 def actor_from_state(claims: Claims, user_state: str, session_state: str) -> Actor:
-    """The Actor from the two cached values (see the module docstring), or 401."""
+    """The Actor from the two cached values (see the module docstring), or 401. The request
+    script of core/ratelimit.py applies the same rule to choose the limit it counts."""
     if session_state != f"ok:{claims.user_id}":
         raise unauthorized("token_revoked", "This session has been revoked; log in again.")
     if user_state == "gone":
