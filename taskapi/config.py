@@ -83,14 +83,21 @@ class Settings(BaseSettings):
     # TIMEZONE) and, for weekly ones, the day.
     report_hour: int = Field(8, ge=0, le=23)
     report_weekday: Weekday = "monday"
-    # GCRA: the whole number at once, then evenly spread (decision 019).
-    rate_limit_login: str = "10/minute"  # per client address + email
+    # Login attempts per client address + email, and per client address whatever the email
+    # (GCRA: the whole number at once, then evenly spread; decision 019).
+    rate_limit_login: str = "10/minute"
+    rate_limit_login_ip: str = "30/minute"
     rate_limit_default: str = "600/minute"
     # Password hashing per server process (decision 019): checks at once, how many more may
     # wait, and the longest one waits before the answer is 503 busy with Retry-After.
     password_concurrency: int = Field(2, ge=1)
     password_queue: int = Field(4, ge=0)
     password_queue_wait: float = Field(1.5, gt=0)
+    # After this many failed logins for one email, each further attempt for it waits first
+    # (0.25 s, doubling, at most LOGIN_BACKOFF_MAX seconds); the count is forgotten 15 minutes
+    # after the last failure and on a successful login. It slows guessing; it never refuses.
+    login_backoff_after: int = Field(5, ge=1)
+    login_backoff_max: float = Field(3.0, ge=0)
     trusted_proxies: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     # Seconds a request's whole body may take to arrive (408 after); it is read before the
@@ -138,7 +145,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an absolute http(s) URL, e.g. https://tasks.example.com")
         return value.strip().rstrip("/")
 
-    @field_validator("rate_limit_login", "rate_limit_default")
+    @field_validator("rate_limit_login", "rate_limit_login_ip", "rate_limit_default")
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         parse_rate(value)
@@ -195,6 +202,9 @@ class Settings(BaseSettings):
 
     def login_rate(self) -> tuple[int, int]:
         return parse_rate(self.rate_limit_login)
+
+    def login_ip_rate(self) -> tuple[int, int]:
+        return parse_rate(self.rate_limit_login_ip)
 
     def default_rate(self) -> tuple[int, int]:
         return parse_rate(self.rate_limit_default)

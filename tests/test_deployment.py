@@ -141,10 +141,11 @@ def logins_counted(redis: Any, since_ms: float) -> int:
 async def test_sigterm_finishes_50_requests_in_flight(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
     """Logins are slow on purpose (argon2 in a thread pool): 50 at once take a while."""
     user = await make_user("employee")
-    # All 50 wait for the password checks (none refused 503 busy).
+    # All 50 from one address, all waiting for the password checks (none refused 503 busy).
     env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
                   TASKAPI_REDIS_URL=redis_url, TASKAPI_RATE_LIMIT_LOGIN=LOGIN_LIMIT,
-                  TASKAPI_PASSWORD_QUEUE="50", TASKAPI_PASSWORD_QUEUE_WAIT="120")
+                  TASKAPI_RATE_LIMIT_LOGIN_IP=LOGIN_LIMIT, TASKAPI_PASSWORD_QUEUE="50",
+                  TASKAPI_PASSWORD_QUEUE_WAIT="120")
     with serve(env, "--workers", "2", stop=False) as (base, process):
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:

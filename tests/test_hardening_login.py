@@ -1,9 +1,11 @@
-"""Login hardening: password work waits in a bounded queue (503 busy beyond it). Real Redis,
-real argon2."""
+"""Login hardening: password work waits in a bounded queue (503 busy beyond it), a login
+limit per client address, limits without window edges, and a per-account backoff that slows
+guessing without locking the owner out. Real Redis, real argon2."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -23,7 +25,7 @@ async def _login(client: Any, email: str, password: str = "wrong password",
 
 
 def _app(make_settings: Any, **overrides: Any) -> Any:
-    values = {"trusted_proxies": "127.0.0.0/8"}
+    values = {"trusted_proxies": "127.0.0.0/8", "rate_limit_login_ip": "1000/minute"}
     return create_app(make_settings(**{**values, **overrides}))
 
 
@@ -98,3 +100,78 @@ async def test_registration_and_password_change_fail_fast_when_busy(make_setting
                                         .where(User.username == "newcomer")) == 0
         response, _ = await _login(client, user.email, PASSWORD, address="198.51.100.7")
         assert response.status_code == 200
+
+
+async def test_login_limit_per_client_address(make_settings, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    app = _app(make_settings, rate_limit_login_ip="3/minute")
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        for i in range(3):  # a new email each time: the address + email limit never fills
+            response, _ = await _login(client, f"nobody{i}@example.test", address="203.0.113.5")
+            assert response.status_code == 401
+        refused, _ = await _login(client, "nobody9@example.test", address="203.0.113.5")
+        assert refused.status_code == 429
+        assert refused.content_type == "application/problem+json"
+        assert int(refused.headers["Retry-After"]) >= 1
+        other, _ = await _login(client, "nobody9@example.test", address="203.0.113.6")
+        assert other.status_code == 401
+
+
+# --- finding 9: login limit bursts ---------------------------------------------------------
+
+async def test_the_login_limit_holds_across_a_window_edge(make_settings, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user("employee")
+    app = _app(make_settings, rate_limit_login="10/second", password_queue=100,
+               password_queue_wait=60, login_backoff_after=1, login_backoff_max=1.0)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        # Three failures first: the attempts below then wait 1 s before their checks, so no
+        # check takes the CPU while the two bursts arrive.
+        for _ in range(3):
+            assert (await _login(client, user.email))[0].status_code == 401
+        await asyncio.sleep((0.8 - time.time() % 1) % 1 or 1)  # 0.2 s before a second begins
+        first_sent = time.monotonic()
+        first = [asyncio.create_task(_login(client, user.email)) for _ in range(10)]
+        await asyncio.sleep(1.02 - time.time() % 1)  # just after it began
+        second_sent = time.monotonic()
+        second = [asyncio.create_task(_login(client, user.email)) for _ in range(10)]
+        results = await asyncio.gather(*first, *second)
+    statuses = [r.status_code for r, _ in results]
+    assert set(statuses) <= {401, 429}
+    # 10 at once, then one per 100 ms: the second burst gets what the elapsed time earned.
+    earned = math.ceil((second_sent - first_sent) * 10) + 1
+    assert statuses.count(401) <= 10 + earned, statuses
+    assert statuses[:10] == [401] * 10
+
+
+async def test_failures_slow_the_account_but_its_owner_still_logs_in(make_settings, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user("employee")
+    app = _app(make_settings, rate_limit_login="6/hour", login_backoff_after=2,
+               login_backoff_max=2.0, password_queue=20, password_queue_wait=60)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        took = []
+        for _ in range(6):  # one guesser, up to its address + email limit
+            response, seconds = await _login(client, user.email, address="203.0.113.66")
+            assert response.status_code == 401
+            took.append(seconds)
+        # Failures 3..6 waited 0.25, 0.5, 1 and 2 s (capped) before their check.
+        assert took[5] >= 2.0, took
+        # Guessing goes on from two more addresses while the owner logs in from their own.
+        guesses = [asyncio.create_task(_login(client, user.email, address=f"203.0.113.{n}"))
+                   for n in (67, 68) for _ in range(3)]
+        owner, seconds = await _login(client, user.email, PASSWORD, address="198.51.100.20")
+        assert owner.status_code == 200  # slowed down, never locked out
+        assert 2.0 <= seconds < 2.0 + 5.0  # the capped delay, then one check
+        assert {r.status_code for r, _ in await asyncio.gather(*guesses)} == {401}
+        # The limits stay hard per address: the first guesser is refused at once.
+        refused, seconds = await _login(client, user.email, address="203.0.113.66")
+        assert refused.status_code == 429 and seconds < 1.0
+
+
+async def test_unknown_emails_are_slowed_like_known_ones(make_settings, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    app = _app(make_settings, login_backoff_after=1, login_backoff_max=2.0)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        took = [(await _login(client, "nobody@example.test"))[1] for _ in range(5)]
+    assert took[4] >= 2.0, took  # the delay does not tell which accounts exist

@@ -11,6 +11,7 @@ refused request takes nothing. Redis down: limits fail open, logged once per out
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio.client import Pipeline
@@ -96,6 +97,31 @@ async def take(redis: GuardedRedis, limits: list[Limit], counter: str | None = N
     if refusing:
         check(limits[int(refusing) - 1], int(wait))
     return int(count)
+
+
+async def bump(redis: GuardedRedis, counter: str, ttl: int) -> None:
+    """Add one to a counter that is forgotten `ttl` seconds after its last change."""
+    def queue(pipe: Pipeline) -> None:
+        pipe.incr(counter)
+        pipe.expire(counter, ttl)
+
+    await _guarded(redis, queue)
+
+
+async def forget(redis: GuardedRedis, counter: str) -> None:
+    await _guarded(redis, lambda pipe: pipe.delete(counter))
+
+
+async def _guarded(redis: GuardedRedis, queue: Callable[[Pipeline], object]) -> None:
+    """Run what `queue` puts on a pipeline; Redis down: skipped (fails open)."""
+    if not await usable(redis):
+        return
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            queue(pipe)
+            await pipe.execute()
+    except (RedisError, OSError) as error:
+        redis.guard.failed(error)
 
 
 async def queue_take(redis: GuardedRedis, pipe: Pipeline, lim: Limit) -> None:

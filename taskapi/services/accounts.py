@@ -22,6 +22,8 @@ from taskapi.services import confirmations, notifications
 from taskapi.services.authstate import Actor, publish, revoked_sessions, user_key, user_value
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
+# A failed login counts towards its email's backoff for this long after the last one.
+_FAILURES_TTL = 15 * 60
 _dummy_hash: str | None = None
 _dummy_lock = asyncio.Lock()
 
@@ -86,20 +88,41 @@ def _pair(ctx: AppState, user_id: int, sid: str, refresh_jti: str) -> TokenPair:
     )
 
 
+def backoff_delay(failures: int, after: int, cap: float) -> float:
+    """Seconds a login attempt waits before its password check, after `failures` failed
+    attempts for the same email: none up to `after`, then 0.25 s doubling, at most `cap`."""
+    if failures < after:
+        return 0.0
+    return min(cap, 0.25 * 2.0 ** min(failures - after, 16))
+
+
 async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: str) -> TokenPair:
     email = data.email.strip().lower()
-    await ratelimit.take(ctx.redis, [
-        ratelimit.limit("login", f"{client_ip}|{email}", *ctx.settings.login_rate())])
+    settings = ctx.settings
+    # Hard limits per client address (+ email); the count of recent failures for the email.
+    failures_key = f"lf:{email}"
+    failures = await ratelimit.take(ctx.redis, [
+        ratelimit.limit("login-ip", client_ip, *settings.login_ip_rate()),
+        ratelimit.limit("login", f"{client_ip}|{email}", *settings.login_rate()),
+    ], failures_key)
+    # Per account, guessing is slowed down, never refused: whoever knows the password still
+    # gets in while others guess it. Unknown emails count too (timing must not tell).
+    await asyncio.sleep(backoff_delay(failures, settings.login_backoff_after,
+                                      settings.login_backoff_max))
 
     # A read session: the write lock (SQLite) is taken only for the short insert below.
     async with ctx.db.session(write=False) as reader:
         user = await reader.scalar(select(User).where(User.email == email))
     if user is None:
         await verify_password(data.password, await _reference_hash())
+        await ratelimit.bump(ctx.redis, failures_key, _FAILURES_TTL)
         raise unauthorized(*_INVALID_LOGIN)
     valid, new_hash = await verify_password(data.password, user.password_hash)
     if not valid:
+        await ratelimit.bump(ctx.redis, failures_key, _FAILURES_TTL)
         raise unauthorized(*_INVALID_LOGIN)
+    if failures:
+        await ratelimit.forget(ctx.redis, failures_key)
     # Only after the password is right: a guesser learns nothing about pending accounts.
     if not user.is_approved:
         raise APIError(403, "account_pending", "The account is awaiting admin approval.")
