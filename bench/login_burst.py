@@ -61,6 +61,9 @@ def make_env(args: argparse.Namespace, data_dir: Path) -> dict[str, str]:
         # (settings also read a `.env` from there).
         "PYTHONPATH": str(REPO),
     })
+    for item in args.set:
+        name, _, value = item.partition("=")
+        env[f"TASKAPI_{name.upper()}"] = value
     return env
 
 
@@ -188,6 +191,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5",
                         help="flushed at start and end: never point this at real data")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting other than the defaults, e.g. PASSWORD_QUEUE=8")
     parser.add_argument("--label", default="", help="suffix of the results file name")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     rate_limit_default: str = "600/minute"
     # Password hashing per server process (decision 019): checks at once, how many more may
     # wait, and the longest one waits before the answer is 503 busy with Retry-After.
-    password_concurrency: int = Field(2, ge=1)
+    password_concurrency: int = Field(1, ge=1)
     password_queue: int = Field(4, ge=0)
     password_queue_wait: float = Field(1.5, gt=0)
     # After this many failed logins for one email, each further attempt for it waits first

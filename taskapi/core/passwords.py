@@ -1,5 +1,5 @@
-"""argon2id password hashing (pwdlib), run in a thread: a few at a time per process, a short
-bounded queue behind them, and 503 `busy` beyond it (decisions 018 and 019)."""
+"""argon2id password hashing (pwdlib), run in a thread: PASSWORD_CONCURRENCY at a time per
+process, a short bounded queue behind them, and 503 `busy` beyond it (decisions 018, 019)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class PasswordSlots:
     flood of logins a caller learns in milliseconds to come back, instead of every caller
     waiting behind every check already queued (decision 019)."""
 
-    def __init__(self, concurrency: int = 2, queue: int = 4, wait: float = 1.5) -> None:
+    def __init__(self, concurrency: int = 1, queue: int = 4, wait: float = 1.5) -> None:
         self.concurrency, self.queue, self.wait = concurrency, queue, wait
         self._running = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
