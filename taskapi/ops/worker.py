@@ -5,6 +5,7 @@ arq reads these attributes from this class's own __dict__: do not subclass it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from arq import cron
@@ -22,6 +23,7 @@ from taskapi.jobs import (
     send_scheduled_reports,
 )
 from taskapi.mail import Mailer
+from taskapi.mail.check import check_smtp_in_background
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -30,9 +32,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["db"] = Database.from_url(settings.sqlalchemy_url, settings.db_lock_timeout)
     ctx["mailer"] = Mailer(settings, connections=4)
+    # One line on what to change when the SMTP settings do not fit the server, without
+    # holding up the start (an unreachable server costs the check, not the worker, its timeout).
+    ctx["smtp_check"] = check_smtp_in_background(settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    check: asyncio.Task[None] | None = ctx.get("smtp_check")
+    if check is not None and not check.done():
+        check.cancel()
+        await asyncio.gather(check, return_exceptions=True)
     mailer: Mailer | None = ctx.get("mailer")
     if mailer is not None:
         await mailer.close()
