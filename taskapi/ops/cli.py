@@ -1,4 +1,4 @@
-"""The `taskapi` command: serve, worker, db upgrade, create-admin, jobs."""
+"""The `taskapi` command: serve, worker, db upgrade|backup, create-admin, jobs."""
 
 from __future__ import annotations
 
@@ -122,6 +122,26 @@ def db_upgrade(revision: str) -> None:
     settings = _settings()
     upgrade(settings.sqlalchemy_url, revision)
     click.echo(f"database at {revision}")
+
+
+@db.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+def db_backup(path: Path) -> None:
+    """Copy the SQLite database to PATH while the service runs (never overwrites PATH).
+
+    A consistent snapshot (SQLite's backup API): every commit before it began. For
+    PostgreSQL, use pg_dump.
+    """
+    from taskapi.ops.backup import BackupError, backup_sqlite, sqlite_file
+
+    settings = _settings()
+    try:
+        done = backup_sqlite(sqlite_file(settings.sqlalchemy_url), path, settings.db_lock_timeout)
+    except BackupError as exc:
+        click.echo(f"taskapi: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"backup of {done.source} written to {done.path}: {done.pages} pages, "
+               f"{done.size} bytes, in {done.seconds:.2f}s")
 
 
 @main.command("create-admin")
