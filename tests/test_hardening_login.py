@@ -85,12 +85,25 @@ async def test_registration_and_password_change_fail_fast_when_busy(make_setting
         holders = [asyncio.create_task(_login(client, f"nobody{i}@example.test",
                                               address=f"203.0.113.{i + 1}"))
                    for i in range(5)]  # one running, four waiting: ~5 checks' time
-        await asyncio.sleep(0.2)
-        register = await client.post("/register", json={
-            "username": "newcomer", "email": "newcomer@example.test",
-            "password": "long enough password"})
-        change = await client.put("/me/password", headers=user.headers, json={
-            "current_password": PASSWORD, "new_password": "another long password"})
+        from taskapi.core import passwords
+
+        async def queue_full() -> None:
+            """One check running and four queued (each login reads the database first, which
+            on PostgreSQL took longer than a fixed sleep; a finished check frees a place)."""
+            for _ in range(500):
+                slots = passwords._slots
+                if slots._running == 1 and len(slots._waiters) == 4:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("the password queue never filled")
+
+        await queue_full()
+        register, change = await asyncio.gather(  # both while it is full
+            client.post("/register", json={
+                "username": "newcomer", "email": "newcomer@example.test",
+                "password": "long enough password"}),
+            client.put("/me/password", headers=user.headers, json={
+                "current_password": PASSWORD, "new_password": "another long password"}))
         await asyncio.gather(*holders)
         await _assert_busy(register)
         await _assert_busy(change)

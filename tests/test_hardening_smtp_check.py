@@ -51,7 +51,7 @@ def test_starttls_on_against_a_plain_sink_is_one_line_naming_the_setting(tmp_pat
             with serve(env, "--no-worker") as base:
                 response = httpx.post(base + "/register", json={
                     "username": "newbie", "email": "newbie@example.test", "password": PASSWORD})
-                assert response.status_code == 201, response.text
+                assert response.status_code == 202, response.text
                 # The email is tried, and fails, more than once (retry base 1 s, sweep 2 s).
                 wait_for(lambda: len(_lines(log_path, "STARTTLS extension not supported")) >= 2,
                          "two failed attempts at the welcome email", timeout=40)
