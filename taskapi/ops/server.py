@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from taskapi.core.metrics import MULTIPROC_ENV
 from taskapi.http.limits import HEAD_BYTES
+from taskapi.ops.access_log import AccessLogger
 
 log = logging.getLogger("taskapi.server")
 
@@ -66,7 +67,8 @@ def build_config(path: Path | None = None, *, host: str | None = None, port: int
 
     The log destinations in a file (accesslog/errorlog) are replaced by the "hypercorn.access"
     and "hypercorn.error" loggers (picklable by name), so hypercorn's lines go through our
-    handlers and formats, JSON included; its access_log_format is kept. `access_log=False`
+    handlers and formats, JSON included; its access_log_format is kept (applied by
+    ops/access_log.py, which writes the lines in batches). `access_log=False`
     (a log level above INFO, where the lines would be dropped anyway): no access logger
     (decision 010).
     """
@@ -90,6 +92,8 @@ def build_config(path: Path | None = None, *, host: str | None = None, port: int
     config = Config.from_mapping(values)
     config.application_path = "taskapi.ops.asgi:app"
     config.accesslog = logging.getLogger("hypercorn.access") if access_log else None
+    # The same format, built lazily and written in batches (decision 037).
+    config.logger_class = AccessLogger
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
 
