@@ -3,6 +3,9 @@
 An entry's key embeds the current values of the version counters it depends on, and the
 epoch (redis_client.py); a write bumps the counters after its commit. Redis down: every
 lookup misses, stores and bumps are skipped (decision 011).
+
+An entry is fresh for its TTL and kept as long again: past its TTL, at unchanged versions, it
+is answered while one build per process replaces it (stale-while-revalidate, decision 038).
 """
 
 from __future__ import annotations
@@ -10,16 +13,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from taskapi.core.errors import APIError
 from taskapi.core.metrics import count_cache
 from taskapi.core.redis_client import EPOCH_KEY, GuardedRedis, usable
 
 log = logging.getLogger("taskapi.cache")
 DEFAULT_TTL = 60
+# The meta field of a stored entry that says when its TTL ends (Unix seconds).
+FRESH_UNTIL = "fresh"
 
 _LOOKUP = """
 local parts = {}
@@ -70,6 +77,13 @@ class Entry:
     def of(cls, body: str, **meta: str) -> Entry:
         return cls(f'"{digest(body)}"', meta, body)
 
+    @property
+    def stale(self) -> bool:
+        """Past its TTL (`put` records when that ends): still right at its versions, but due
+        for a rebuild."""
+        fresh = self.meta.get(FRESH_UNTIL)
+        return fresh is not None and float(fresh) <= time.time()
+
 
 @dataclass(slots=True)
 class Lookup:
@@ -78,9 +92,10 @@ class Lookup:
     entry: Entry | None
 
 
-def _encode(entry: Entry) -> str:
-    meta = "".join(f"{k}:{v}\n" for k, v in entry.meta.items())
-    return f"{entry.etag}\n{len(entry.meta)}\n{meta}{entry.body}"
+def _encode(entry: Entry, fresh_until: float) -> str:
+    values = {**entry.meta, FRESH_UNTIL: f"{fresh_until:.3f}"}
+    meta = "".join(f"{k}:{v}\n" for k, v in values.items())
+    return f"{entry.etag}\n{len(values)}\n{meta}{entry.body}"
 
 
 def _decode(raw: bytes) -> Entry:
@@ -102,6 +117,10 @@ class ResponseCache:
         # Builds in progress in this process, by entry key and versions (see cached()).
         self.flights: dict[str, asyncio.Future[Entry]] = {}
 
+    def refreshing(self, key: str, version: str) -> bool:
+        """Whether this process is building the entry `key` at `version` right now."""
+        return f"{key}@{version}" in self.flights
+
     async def get(self, key: str, versions: list[str]) -> Lookup:
         if not self.enabled or not await usable(self.redis):
             return Lookup(key, None, None)
@@ -118,9 +137,10 @@ class ResponseCache:
         them meanwhile, this entry is already unreachable and can never serve stale data."""
         if lookup.version is None:
             return
-        try:
-            await self.redis.set(f"{lookup.key}@{lookup.version}", _encode(entry),
-                                 ex=min(ttl or self.ttl, self.ttl))
+        ttl = min(ttl or self.ttl, self.ttl)
+        try:  # kept twice as long as it is fresh: the second half, for a stale answer
+            await self.redis.set(f"{lookup.key}@{lookup.version}",
+                                 _encode(entry, time.time() + ttl), ex=2 * ttl)
         except (RedisError, OSError) as error:
             self.redis.guard.failed(error)
 
@@ -153,20 +173,29 @@ async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awai
     if cache.enabled:
         count_cache(spec.key, hit=lookup.entry is not None)
     if lookup.entry is not None:
+        if lookup.entry.stale and lookup.version is not None:
+            # Its versions still match (they are in its key): answer it, rebuild it once.
+            # Why: docs/decisions/038-stale-while-revalidate.md
+            _flight(cache, lookup, spec, build)
         return lookup.entry
     if lookup.version is None:  # Redis unavailable or the cache off: nothing to share
         return await build()
-    # One build per entry and versions in this process: the misses of the same entry at the
-    # same versions wait for it; a request that read newer versions builds its own.
-    # Why: docs/decisions/012-single-build-per-entry.md
+    # Shielded: a caller that goes away does not cancel the build the others wait for.
+    return await asyncio.shield(_flight(cache, lookup, spec, build))
+
+
+def _flight(cache: ResponseCache, lookup: Lookup, spec: CacheSpec,
+            build: Callable[[], Awaitable[Entry]]) -> asyncio.Future[Entry]:
+    """The build of this entry at these versions in this process, started if none is: the
+    misses of the same entry at the same versions wait for it; a request that read newer
+    versions builds its own. Why: docs/decisions/012-single-build-per-entry.md"""
     flight_key = f"{lookup.key}@{lookup.version}"
     flight = cache.flights.get(flight_key)
     if flight is None:
         flight = asyncio.ensure_future(_build_and_store(cache, lookup, spec, build))
         cache.flights[flight_key] = flight
         flight.add_done_callback(lambda done: _landed(cache, flight_key, done))
-    # Shielded: a caller that goes away does not cancel the build the others wait for.
-    return await asyncio.shield(flight)
+    return flight
 
 
 async def _build_and_store(cache: ResponseCache, lookup: Lookup, spec: CacheSpec,
@@ -179,7 +208,12 @@ async def _build_and_store(cache: ResponseCache, lookup: Lookup, spec: CacheSpec
 def _landed(cache: ResponseCache, flight_key: str, done: asyncio.Future[Entry]) -> None:
     cache.flights.pop(flight_key, None)
     if not done.cancelled():
-        done.exception()  # retrieved: its waiters re-raise it (or all of them went away)
+        # Retrieved: its waiters re-raise it. A rebuild nobody waits for (a stale answer was
+        # given) just leaves the old entry in place; an APIError (a task deleted meanwhile,
+        # whose versions moved on) is no failure.
+        error = done.exception()
+        if error is not None and not isinstance(error, APIError):
+            log.warning("cache build of %s failed: %r", flight_key.split("@", 1)[0], error)
 
 
 def decode_entry(raw: bytes | None) -> Entry | None:

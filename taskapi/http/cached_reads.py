@@ -144,6 +144,9 @@ class CachedReads:
         if entry is None or actor.role not in roles or (
                 declared.serve_if is not None and not declared.serve_if(actor, entry)):
             return 0
+        if entry.stale and trip.spec is not None and result.version is not None \
+                and not self.state.cache.refreshing(trip.spec.key, result.version):
+            return 0  # Quart answers it and starts the one rebuild (decision 038)
 
         request_id = request_id_for(headers.get(b"x-request-id", b"").decode("latin-1"))
         out = [(b"etag", entry.etag.encode()), *_FIXED, (b"x-request-id", request_id.encode())]
