@@ -93,7 +93,9 @@ def create_app(settings: Settings | None = None) -> Quart:
         )
     # Cache hits of the cached GET routes are answered before Quart (http/cached_reads.py).
     # Why: docs/decisions/015-cached-reads-fast-path.md
-    app.asgi_app = CachedReads(app, state, app.asgi_app)  # type: ignore[method-assign, assignment]
+    # A miss it builds itself takes one of the admission slots, like a request in Quart.
+    app.asgi_app = CachedReads(app, state, app.asgi_app,  # type: ignore[method-assign, assignment]
+                               slots=limited.slots)
     return app
 
 

@@ -3,11 +3,14 @@
 A GET on a route declared with `@prefetch` (the task lists, one task, /stats) needs, when its
 response is cached, nothing beyond what the request's first Redis round trip fetches: the
 rate-limit count, the caller's auth state and the stored entry. This layer makes that round
-trip itself and, when every check passes, sends the stored body at once. In every other case
-(no or bad token, revoked or unknown auth state, wrong role, over the limit, a miss, Redis
-down, CORS, anything unusual) it passes the request to Quart unchanged, with the round trip's
-result in the ASGI scope so Quart continues exactly where this layer stopped: the request is
-counted once and looked up once. Quart then produces every error and every miss.
+trip itself and, when every check passes, sends the stored body at once. A route whose entry
+needs nothing of the request but its path (one task) also declares its build: a miss of it is
+built here, shared and stored exactly as in Quart. In every other case (no or bad token,
+revoked or unknown auth state, wrong role, over the limit, a miss without a build, a failed
+build, Redis down, CORS, anything unusual) it passes the request to Quart unchanged, with the
+round trip's result in the ASGI scope so Quart continues exactly where this layer stopped: the
+request is counted once and looked up once. Quart then produces every error and the other
+misses.
 
 Nothing here is a second source of truth: routes come from the app's own URL map, roles from
 `require_role`, cache keys and the per-entry check from `@prefetch`, auth rules from
@@ -16,6 +19,7 @@ services/authstate.py, query parsing from querystring.py (decision 015).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,7 +30,7 @@ from werkzeug.http import parse_etags
 from werkzeug.routing import MapAdapter, RequestRedirect
 
 from taskapi.core import metrics, tokens
-from taskapi.core.cache import decode_entry
+from taskapi.core.cache import Entry, Lookup, cached, decode_entry
 from taskapi.core.errors import APIError
 from taskapi.core.logs import request_id_for
 from taskapi.core.querystring import canonical, link_next, query_pairs, single_valued
@@ -50,8 +54,10 @@ STARTED_KEY = "taskapi.started"
 class CachedReads:
     """ASGI middleware: answer cache hits of `@prefetch` routes, pass everything else on."""
 
-    def __init__(self, app: Quart, state: AppState, inner: Any) -> None:
+    def __init__(self, app: Quart, state: AppState, inner: Any,
+                 slots: asyncio.Semaphore | None = None) -> None:
         self.app = app
+        self.slots = slots or asyncio.Semaphore(state.settings.max_concurrency)
         self.state = state
         self.inner = inner
         self.cors = bool(state.settings.cors_origins)
@@ -121,32 +127,59 @@ class CachedReads:
         if trip is None:
             return False  # Redis down: Quart answers from the database
         scope[FIRST_TRIP_KEY] = trip
-        status = await self._answer(trip, declared, roles, scope, headers, pairs, send)
+        status = await self._answer(trip, declared, roles, args, scope, headers, pairs, send)
         if status:
-            metrics.count_cache(spec.key, hit=True)
             metrics.observe_request(endpoint, "GET", status,
                                     time.perf_counter() - scope[STARTED_KEY])
         return bool(status)
 
+    async def _entry(self, trip: FirstTrip, declared: Prefetch,
+                     args: Mapping[str, Any]) -> Entry | None:
+        """The entry to answer with: the one the round trip found (a hit), or, for a route
+        that declares a build, one built here on a miss, shared and stored as in Quart. None:
+        Quart answers (a miss without a build, a stale entry this process is not rebuilding,
+        a failed build, whose error Quart produces)."""
+        result, spec, cache = trip.result, trip.spec, self.state.cache
+        if spec is None or result.version is None:
+            return None
+        entry = decode_entry(result.entry)
+        if entry is not None:
+            if entry.stale and not cache.refreshing(spec.key, result.version):
+                return None  # Quart answers it and starts the one rebuild (decision 038)
+            metrics.count_cache(spec.key, hit=True)
+            return entry
+        if declared.build is None:
+            return None
+        build = declared.build
+
+        async def admitted() -> Entry:  # under admission control, as in Quart (decision 007)
+            async with self.slots:
+                return await build(self.state, args)
+
+        try:
+            return await cached(cache, spec, admitted, Lookup(spec.key, result.version, None))
+        except Exception:  # a 404, the database away: Quart says which
+            return None
+
     async def _answer(self, trip: FirstTrip, declared: Prefetch, roles: tuple[Role, ...],
-                      scope: dict[str, Any], headers: dict[bytes, bytes],
-                      pairs: list[tuple[str, str]], send: Callable[..., Awaitable[Any]]) -> int:
+                      args: Mapping[str, Any], scope: dict[str, Any],
+                      headers: dict[bytes, bytes], pairs: list[tuple[str, str]],
+                      send: Callable[..., Awaitable[Any]]) -> int:
         """The status sent (200 or 304), or 0 when Quart must answer."""
         result = trip.result
         if (result.wait_ms or result.user is None or result.session is None
-                or result.entry is None or trip.claims is None):
+                or trip.claims is None):
             return 0
         try:
             actor = actor_from_state(trip.claims, result.user.decode(), result.session.decode())
         except APIError:
             return 0
-        entry = decode_entry(result.entry)
-        if entry is None or actor.role not in roles or (
+        if actor.role not in roles:
+            return 0
+        entry = await self._entry(trip, declared, args)
+        if entry is None or (
                 declared.serve_if is not None and not declared.serve_if(actor, entry)):
             return 0
-        if entry.stale and trip.spec is not None and result.version is not None \
-                and not self.state.cache.refreshing(trip.spec.key, result.version):
-            return 0  # Quart answers it and starts the one rebuild (decision 038)
 
         request_id = request_id_for(headers.get(b"x-request-id", b"").decode("latin-1"))
         out = [(b"etag", entry.etag.encode()), *_FIXED, (b"x-request-id", request_id.encode())]

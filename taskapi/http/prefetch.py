@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from quart import g
 
 from taskapi.core.cache import CacheSpec, Entry, Lookup
+from taskapi.core.state import AppState
 from taskapi.services.authstate import Actor
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -17,23 +18,28 @@ PREFETCH_ATTRIBUTE = "_taskapi_prefetch"
 
 SpecFor = Callable[[int, Mapping[str, Any], str], CacheSpec]
 ServeIf = Callable[[Actor, Entry], bool]
+Build = Callable[[AppState, Mapping[str, Any]], Awaitable[Entry]]
 
 
 @dataclass(frozen=True, slots=True)
 class Prefetch:
-    """A GET route's cached response: its spec from (caller id, path args, canonical query),
-    and, for entries shared between callers, whether this caller may be given the entry."""
+    """A GET route's cached response: its spec from (caller id, path args, canonical query);
+    for entries shared between callers, whether this caller may be given the entry; and
+    optionally how to build the entry on a miss from (state, path args) alone, for an entry
+    that needs nothing else of the request (then cached_reads.py answers misses too)."""
 
     spec_for: SpecFor
     serve_if: ServeIf | None = None
+    build: Build | None = None
 
 
-def prefetch(spec_for: SpecFor, serve_if: ServeIf | None = None) -> Callable[[F], F]:
+def prefetch(spec_for: SpecFor, serve_if: ServeIf | None = None,
+             build: Build | None = None) -> Callable[[F], F]:
     """Declare the cached response a GET route may serve, so the request's first Redis round
     trip fetches it along with the auth state (and cached_reads.py can answer a hit directly)."""
 
     def decorator(func: F) -> F:
-        setattr(func, PREFETCH_ATTRIBUTE, Prefetch(spec_for, serve_if))
+        setattr(func, PREFETCH_ATTRIBUTE, Prefetch(spec_for, serve_if, build))
         return func
 
     return decorator

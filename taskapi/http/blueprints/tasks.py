@@ -76,7 +76,8 @@ async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
 
 @bp.get("/task/<int:task_id>")
 @prefetch(lambda _user_id, args, _query: tasks.task_spec(args["task_id"]),
-          serve_if=tasks.may_see_entry)
+          serve_if=tasks.may_see_entry,
+          build=lambda state, args: tasks.build_task_entry(state, args["task_id"]))
 @tag_
 @require_role(*ANY)
 @document_response(TaskOut)

@@ -11,6 +11,7 @@ from taskapi.services.tasks.commands import (
 from taskapi.services.tasks.lists import list_tasks
 from taskapi.services.tasks.reads import (
     all_spec,
+    build_task_entry,
     get_task_cached,
     list_tasks_cached,
     may_see_entry,
@@ -21,6 +22,7 @@ from taskapi.services.tasks.reads import (
 __all__ = [
     "all_spec",
     "assign_task",
+    "build_task_entry",
     "create_task",
     "delete_task",
     "get_task_cached",

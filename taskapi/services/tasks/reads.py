@@ -63,21 +63,25 @@ async def list_tasks_cached(ctx: AppState, actor: Actor, variant: str,
     return await cached(ctx.cache, spec, build, prefetched)
 
 
+def _task_entry(conn: Connection, task_id: int) -> Entry:
+    row = conn.execute(SELECT_ONE, {"b_id": task_id}).one_or_none()
+    if row is None:
+        raise not_found("task")
+    return Entry.of(TaskOut.model_validate(row._asdict()).model_dump_json(),
+                    assignee=str(row.assigned_user_id or ""))
+
+
+async def build_task_entry(ctx: AppState, task_id: int) -> Entry:
+    """One task as a cache entry, from one prebuilt statement by primary key (no ORM); the
+    cache-miss build of GET /task/{id}, in Quart or before it (http/cached_reads.py)."""
+    return await ctx.db.run(lambda conn: _task_entry(conn, task_id), inline=True)
+
+
 async def get_task_cached(ctx: AppState, actor: Actor, task_id: int,
                           prefetched: Lookup | None = None) -> Entry:
     """One task as a serialized response; visibility is checked on every request."""
-
-    def load(conn: Connection) -> Entry:
-        row = conn.execute(SELECT_ONE, {"b_id": task_id}).one_or_none()
-        if row is None:
-            raise not_found("task")
-        return Entry.of(TaskOut.model_validate(row._asdict()).model_dump_json(),
-                        assignee=str(row.assigned_user_id or ""))
-
-    async def build() -> Entry:
-        return await ctx.db.run(load, inline=True)  # by primary key
-
-    entry = await cached(ctx.cache, task_spec(task_id), build, prefetched)
+    entry = await cached(ctx.cache, task_spec(task_id), lambda: build_task_entry(ctx, task_id),
+                         prefetched)
     if not may_see_entry(actor, entry):
         raise not_found("task")  # someone else's task: not found, not forbidden
     return entry
