@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from hypercorn.logging import AccessLogAtoms
 
-from taskapi.core.logs import LineHandler
+from taskapi.core.logs import PIPE_BUF, LineHandler
 from taskapi.ops.access_log import LazyAtoms
 from taskapi.ops.server import DEFAULTS
 from tests.support.processes import cli_env, serve
@@ -100,6 +100,42 @@ async def test_a_full_buffer_is_written_at_once_and_json_lines_parse() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", first["ts"])
     handler.flush()
     assert len(out.getvalue().splitlines()) == LineHandler.BUFFER_BYTES // 1000 + 1
+
+
+class Writes(io.StringIO):
+    """A stream that keeps what each write-and-flush sent (what reaches the pipe at once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        return super().write(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.sent.append(self.pending)
+            self.pending = ""
+
+
+def test_writes_are_whole_lines_within_pipe_buf() -> None:
+    out = Writes()
+    handler = LineHandler(out, "text")
+    with_loop = asyncio.new_event_loop()
+    try:
+        async def lines() -> None:
+            for n in range(300):
+                handler.write_access(f"GET /tasks/{n} 200 " + "x" * (n % 150), f"r{n}")
+            handler.flush()
+
+        with_loop.run_until_complete(lines())
+    finally:
+        with_loop.close()
+    assert len(out.sent) > 1
+    assert all(len(chunk.encode()) <= PIPE_BUF and chunk.endswith("\n") for chunk in out.sent)
+    assert "".join(out.sent).count("\n") == 300
 
 
 def test_without_an_event_loop_a_line_is_written_at_once() -> None:

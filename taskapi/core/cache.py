@@ -90,6 +90,7 @@ class Lookup:
     key: str
     version: str | None  # None: Redis unavailable, do not store
     entry: Entry | None
+    counted: bool = False  # already counted as a hit or miss (http/cached_reads.py)
 
 
 def _encode(entry: Entry, fresh_until: float) -> str:
@@ -170,7 +171,7 @@ async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awai
     lookup = prefetched if prefetched is not None and prefetched.key == spec.key else None
     if lookup is None:
         lookup = await cache.get(spec.key, spec.versions)
-    if cache.enabled:
+    if cache.enabled and not lookup.counted:
         count_cache(spec.key, hit=lookup.entry is not None)
     if lookup.entry is not None:
         if lookup.entry.stale and lookup.version is not None:

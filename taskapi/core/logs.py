@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import sys
 import time
 from asyncio import get_running_loop
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+# The size of a write to a pipe that is never interleaved with another process's (POSIX).
+PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -59,7 +62,8 @@ class LineHandler(logging.StreamHandler):
 
     An access line (`write_access`, ops/access_log.py) is formatted here without a LogRecord:
     the same prefix, or the same JSON object, as every other record, the time text reused within
-    a second. Lines wait at most FLUSH_AFTER seconds or BUFFER_BYTES before one write; any
+    a second. Lines wait at most FLUSH_AFTER seconds or BUFFER_BYTES, then go out in writes of
+    whole lines of at most PIPE_BUF bytes (atomic on a pipe the workers share); any
     other record, `flush()` and the exit of the process (logging's atexit) write them first, so
     the output keeps the order things happened in (decision 037).
     """
@@ -104,13 +108,25 @@ class LineHandler(logging.StreamHandler):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._lines:
-            text, self._lines, self._size = "".join(self._lines), [], 0
-            try:
-                self.stream.write(text)
-                self.stream.flush()
-            except (OSError, ValueError):  # a closed stream at exit: nothing left to tell
-                pass
+        if not self._lines:
+            return
+        lines, self._lines, self._size = self._lines, [], 0
+        try:
+            # Whole lines, at most PIPE_BUF bytes per write: the workers share one stderr,
+            # often a pipe (journald, docker), where only such writes never interleave.
+            chunk: list[str] = []
+            size = 0
+            for line in lines:
+                if chunk and size + len(line) > PIPE_BUF:
+                    self.stream.write("".join(chunk))
+                    self.stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line)
+            self.stream.write("".join(chunk))
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed stream at exit: nothing left to tell
+            pass
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]

@@ -147,10 +147,12 @@ class CachedReads:
             if entry.stale and not cache.refreshing(spec.key, result.version):
                 return None  # Quart answers it and starts the one rebuild (decision 038)
             metrics.count_cache(spec.key, hit=True)
+            trip.counted = True
             return entry
         if declared.build is None:
             return None
         build = declared.build
+        trip.counted = True  # cached() counts the miss; Quart, answering after, does not
 
         async def admitted() -> Entry:  # under admission control, as in Quart (decision 007)
             async with self.slots:

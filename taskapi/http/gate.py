@@ -56,6 +56,7 @@ class FirstTrip:
     ip_limit: ratelimit.Limit
     spec: CacheSpec | None
     result: ratelimit.TripResult
+    counted: bool = False  # its cache lookup was counted (cached_reads.py looked or built)
 
     @property
     def charged_limit(self) -> ratelimit.Limit:
@@ -146,5 +147,6 @@ async def identify_and_limit() -> None:
     identity.cached_user, identity.cached_session = result.user, result.session
     identity.epoch = result.epoch
     if trip.spec is not None:
-        g.prefetch = Lookup(trip.spec.key, result.version, decode_entry(result.entry))
+        g.prefetch = Lookup(trip.spec.key, result.version, decode_entry(result.entry),
+                            counted=trip.counted)
     ratelimit.check(trip.charged_limit, result.wait_ms)
