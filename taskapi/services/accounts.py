@@ -134,7 +134,7 @@ async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: 
                             expires_at=now + timedelta(seconds=ctx.settings.refresh_token_expires)))
     if new_hash is not None:  # parameters changed since this hash was made: upgrade it
         await session.execute(update(User).where(User.id == user.id)
-                              .values(password_hash=new_hash))
+                              .values(password_hash=new_hash, version=User.version + 1))
     await session.commit()
     return _pair(ctx, user.id, sid, refresh_jti)
 
@@ -214,7 +214,8 @@ async def change_password(
     if not valid:
         raise APIError(422, "wrong_password", "The current password is wrong.")
     new_hash = await hash_password(data.new_password)
-    await session.execute(update(User).where(User.id == actor.id).values(password_hash=new_hash))
+    await session.execute(update(User).where(User.id == actor.id)
+                          .values(password_hash=new_hash, version=User.version + 1))
     others = list(await session.scalars(
         select(AuthSession.id).where(AuthSession.user_id == actor.id,
                                      AuthSession.revoked_at.is_(None),

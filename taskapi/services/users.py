@@ -12,13 +12,14 @@ from taskapi.core.errors import conflict, not_found
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.core.passwords import hash_password
 from taskapi.core.state import AppState
-from taskapi.models import Role, Task, User
+from taskapi.models import Role, User
 from taskapi.schemas.common import Id, normalize_email
 from taskapi.schemas.users import UserAdminUpdate, UserListQuery, UserOut
 from taskapi.services import notifications
 from taskapi.services.accounts import revoke_all_sessions, state_change
 from taskapi.services.authstate import Actor, publish
 from taskapi.services.authz import STAFF, require
+from taskapi.services.tasks.unlink import unlink_tasks
 
 MIN_PASSWORD_LENGTH = 8
 _CURSOR = TypeAdapter(tuple[Id])  # the last user's id, as list_users hands it out
@@ -144,8 +145,7 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
         raise conflict("cannot_modify_self", "Admins cannot delete themselves.")
     user = await _get(session, user_id)
     sids = await revoke_all_sessions(session, user.id, "user_deleted")
-    their_tasks = list(
-        await session.scalars(select(Task.id).where(Task.assigned_user_id == user_id)))
+    their_tasks = await unlink_tasks(session, actor, user_id)
     await session.delete(user)
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None, sids))

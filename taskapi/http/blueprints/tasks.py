@@ -16,6 +16,7 @@ from taskapi.http.deps import actor, require_role
 from taskapi.http.openapi import no_content
 from taskapi.http.prefetch import prefetch, prefetched
 from taskapi.http.responses import canonical_query, entry_response, parse_query
+from taskapi.http.safe_writes import if_match
 from taskapi.models import Role
 from taskapi.schemas.tasks import (
     TaskAssign,
@@ -31,6 +32,13 @@ bp = Blueprint("tasks", __name__)
 tag_ = tag(["tasks"])
 ADMIN, MANAGER = Role.ADMIN, Role.MANAGER
 ANY = ()
+Written = tuple[TaskOut, int, dict[str, str]]
+
+
+def _etagged(written: tuple[TaskOut, str]) -> Written:
+    """A write's answer: the task and its new ETag (what GET answers next)."""
+    task, etag = written
+    return task, 200, {"ETag": etag}
 
 
 def _query() -> TaskListQuery:
@@ -70,8 +78,8 @@ async def my_tasks() -> Response:
 @validate_response(TaskOut, 201)
 async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
     """Create a task, optionally assigned to an approved user (who is emailed)."""
-    task = await tasks.create_task(db_session(), runtime(), actor(), data)
-    return task, 201, {"Location": f"/task/{task.id}"}
+    task, etag = await tasks.create_task(db_session(), runtime(), actor(), data)
+    return task, 201, {"Location": f"/task/{task.id}", "ETag": etag}
 
 
 @bp.get("/task/<int:task_id>")
@@ -91,9 +99,10 @@ async def get_task(task_id: int) -> Response:
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskUpdate)
 @validate_response(TaskOut)
-async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
+async def update_task(task_id: int, data: TaskUpdate) -> Written:
     """Change title, description or deadline (only the fields sent). Also /tasks/{id}."""
-    return await tasks.update_task(db_session(), runtime(), actor(), task_id, data)
+    return _etagged(await tasks.update_task(db_session(), runtime(), actor(), task_id, data,
+                                            if_match()))
 
 
 @bp.put("/task/<int:task_id>/status")
@@ -101,9 +110,9 @@ async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
 @require_role(*ANY)
 @validate_request(TaskStatusUpdate)
 @validate_response(TaskOut)
-async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
+async def set_status(task_id: int, data: TaskStatusUpdate) -> Written:
     """Set the status (assignee, managers, admins); nothing else can change here."""
-    return await tasks.set_status(runtime(), actor(), task_id, data)
+    return _etagged(await tasks.set_status(runtime(), actor(), task_id, data, if_match()))
 
 
 @bp.put("/task/<int:task_id>/assign")
@@ -111,9 +120,10 @@ async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskAssign)
 @validate_response(TaskOut)
-async def assign(task_id: int, data: TaskAssign) -> TaskOut:
+async def assign(task_id: int, data: TaskAssign) -> Written:
     """Assign to an approved user (emailed), or unassign with null."""
-    return await tasks.assign_task(db_session(), runtime(), actor(), task_id, data)
+    return _etagged(await tasks.assign_task(db_session(), runtime(), actor(), task_id, data,
+                                            if_match()))
 
 
 @bp.delete("/task/<int:task_id>")
@@ -122,7 +132,7 @@ async def assign(task_id: int, data: TaskAssign) -> TaskOut:
 @no_content
 async def delete_task(task_id: int) -> tuple[str, int]:
     """Delete a task (admins). Also /tasks/{id}."""
-    await tasks.delete_task(db_session(), runtime(), actor(), task_id)
+    await tasks.delete_task(db_session(), runtime(), actor(), task_id, if_match())
     return "", 204
 
 
