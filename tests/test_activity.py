@@ -270,3 +270,38 @@ async def test_comment_emails_the_assignee_once_escaped(smtp_settings, smtp_sink
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<script>alert(1)</script> done?" in message.get_body(
         preferencelist=("plain",)).get_content()
+
+
+async def test_user_if_match_and_etag(client, team) -> None:  # type: ignore[no-untyped-def]
+    admin, emp = team["admin"], team["employee"]
+    path = f"/users/{emp.id}"
+    got = await client.get(path, headers=admin.headers)
+    etag = got.headers["ETag"]
+    assert (await client.get(path, headers={**admin.headers,
+                                            "If-None-Match": etag})).status_code == 304
+    changed = await client.put(path, json={"role": "manager"},
+                               headers={**admin.headers, "If-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] == (await client.get(path, headers=admin.headers)
+                                       ).headers["ETag"] != etag
+    stale = await client.put(path, json={"role": "admin"},
+                             headers={**admin.headers, "If-Match": etag})
+    assert stale.status_code == 412
+    assert (await (await client.get(path, headers=admin.headers)).get_json())["role"] == "manager"
+
+
+async def test_deleting_a_user_moves_their_tasks_etags_and_history(client, team) -> None:  # type: ignore[no-untyped-def]
+    admin, manager, emp = team["admin"], team["manager"], team["employee"]
+    task, etag = await _create(client, manager, assigned_user_id=emp.id)
+    path = f"/task/{task['id']}"
+    assert (await client.get(path, headers=admin.headers)).headers["ETag"] == etag
+    assert (await client.delete(f"/users/{emp.id}", headers=admin.headers)).status_code == 204
+    after = await client.get(path, headers=admin.headers)
+    assert after.headers["ETag"] != etag
+    assert (await after.get_json())["assigned_user_id"] is None
+    last = (await _history(client, admin, task["id"]))[-1]
+    assert last["action"] == "assigned" and last["actor_id"] == admin.id
+    assert last["changes"] == {"assigned_user_id": {"from": emp.id, "to": None}}
+    stale = await client.put(path, json={"title": "x"},
+                             headers={**manager.headers, "If-Match": etag})
+    assert stale.status_code == 412

@@ -18,7 +18,7 @@ from taskapi.core.state import AppState
 from taskapi.models import AuthSession, Role, User, utcnow
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
 from taskapi.schemas.users import MeUpdate, PasswordChange, Registration, UserCreate, UserOut
-from taskapi.services import confirmations, notifications
+from taskapi.services import confirmations, idempotency, notifications
 from taskapi.services.authstate import Actor, publish, revoked_sessions, user_key, user_value
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
@@ -45,9 +45,11 @@ async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> Re
     A taken username is a 409 whatever the email (usernames are not secret)."""
     # Hashed in every case, before the write lock is taken: each answer takes as long.
     password_hash = await hash_password(data.password)
+    answer = Registration(username=data.username, email=data.email)
     for attempt in range(3):
         try:
             email_key, created = await _record_registration(session, ctx, data, password_hash)
+            await idempotency.settle(session, answer)
             await session.commit()  # the user, their token and the email, together
             break
         except IntegrityError:  # a concurrent registration won the race: decide again
@@ -57,7 +59,7 @@ async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> Re
     if created:
         await bump(ctx.redis, users_version())
     await notifications.dispatch(ctx.redis, email_key)
-    return Registration(username=data.username, email=data.email)
+    return answer
 
 
 async def _record_registration(session: AsyncSession, ctx: AppState, data: UserCreate,

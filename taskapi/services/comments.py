@@ -14,7 +14,7 @@ from taskapi.models import Role, TaskComment, User, utcnow
 from taskapi.schemas.activity import CommentIn, CommentOut, PageQuery
 from taskapi.schemas.common import Id
 from taskapi.schemas.tasks import TaskOut
-from taskapi.services import events, notifications
+from taskapi.services import events, idempotency, notifications
 from taskapi.services.authstate import Actor
 from taskapi.services.tasks.access import get_visible
 
@@ -36,6 +36,7 @@ async def add_comment(session: AsyncSession, ctx: AppState, actor: Actor, task_i
             email_key = await notifications.commented(
                 session, ctx.settings, task, assignee, author or "someone", comment.id,
                 comment.body)
+    await idempotency.settle(session, out)
     await events.record(session, events.values(
         events.COMMENTED, task.id, actor.id, [task.assigned_user_id],
         {**events.snapshot(TaskOut.model_validate(task)),

@@ -15,6 +15,7 @@ from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.openapi import no_content
 from taskapi.http.responses import ListResponse, dump_list, page_headers, parse_query
+from taskapi.http.safe_writes import idempotent
 from taskapi.schemas.activity import CommentIn, CommentOut, HistoryEntry, PageQuery
 from taskapi.services import comments
 from taskapi.services.tasks.history import task_history
@@ -50,11 +51,15 @@ async def list_comments(task_id: int) -> ListResponse:
 @tag_
 @require_role(*ANY)
 @validate_request(CommentIn)
+@idempotent(lambda comment: _created(comment))
 @validate_response(CommentOut, 201)
 async def add_comment(task_id: int, data: CommentIn) -> tuple[CommentOut, int, dict[str, str]]:
     """Comment on a task you may see; its assignee is emailed (unless it is you)."""
-    comment = await comments.add_comment(db_session(), runtime(), actor(), task_id, data)
-    return comment, 201, {"Location": f"/task/{task_id}/comments/{comment.id}"}
+    return _created(await comments.add_comment(db_session(), runtime(), actor(), task_id, data))
+
+
+def _created(comment: CommentOut) -> tuple[CommentOut, int, dict[str, str]]:
+    return comment, 201, {"Location": f"/task/{comment.task_id}/comments/{comment.id}"}
 
 
 @bp.put("/task/<int:task_id>/comments/<int:comment_id>")

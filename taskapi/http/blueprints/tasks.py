@@ -13,10 +13,10 @@ from quart_schema import (
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
-from taskapi.http.openapi import no_content
+from taskapi.http.openapi import conditional, no_content
 from taskapi.http.prefetch import prefetch, prefetched
 from taskapi.http.responses import canonical_query, entry_response, parse_query
-from taskapi.http.safe_writes import if_match
+from taskapi.http.safe_writes import idempotent, if_match
 from taskapi.models import Role
 from taskapi.schemas.tasks import (
     TaskAssign,
@@ -33,6 +33,10 @@ tag_ = tag(["tasks"])
 ADMIN, MANAGER = Role.ADMIN, Role.MANAGER
 ANY = ()
 Written = tuple[TaskOut, int, dict[str, str]]
+
+
+def _created(task: TaskOut, etag: str) -> Written:
+    return task, 201, {"Location": f"/task/{task.id}", "ETag": etag}
 
 
 def _etagged(written: tuple[TaskOut, str]) -> Written:
@@ -75,11 +79,11 @@ async def my_tasks() -> Response:
 @tag_
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskCreate)
+@idempotent(lambda created: _created(*created))
 @validate_response(TaskOut, 201)
-async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
+async def create_task(data: TaskCreate) -> Written:
     """Create a task, optionally assigned to an approved user (who is emailed)."""
-    task, etag = await tasks.create_task(db_session(), runtime(), actor(), data)
-    return task, 201, {"Location": f"/task/{task.id}", "ETag": etag}
+    return _created(*await tasks.create_task(db_session(), runtime(), actor(), data))
 
 
 @bp.get("/task/<int:task_id>")
@@ -99,6 +103,7 @@ async def get_task(task_id: int) -> Response:
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskUpdate)
 @validate_response(TaskOut)
+@conditional
 async def update_task(task_id: int, data: TaskUpdate) -> Written:
     """Change title, description or deadline (only the fields sent). Also /tasks/{id}."""
     return _etagged(await tasks.update_task(db_session(), runtime(), actor(), task_id, data,
@@ -110,6 +115,7 @@ async def update_task(task_id: int, data: TaskUpdate) -> Written:
 @require_role(*ANY)
 @validate_request(TaskStatusUpdate)
 @validate_response(TaskOut)
+@conditional
 async def set_status(task_id: int, data: TaskStatusUpdate) -> Written:
     """Set the status (assignee, managers, admins); nothing else can change here."""
     return _etagged(await tasks.set_status(runtime(), actor(), task_id, data, if_match()))
@@ -120,6 +126,7 @@ async def set_status(task_id: int, data: TaskStatusUpdate) -> Written:
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskAssign)
 @validate_response(TaskOut)
+@conditional
 async def assign(task_id: int, data: TaskAssign) -> Written:
     """Assign to an approved user (emailed), or unassign with null."""
     return _etagged(await tasks.assign_task(db_session(), runtime(), actor(), task_id, data,
@@ -130,6 +137,7 @@ async def assign(task_id: int, data: TaskAssign) -> Written:
 @tag_
 @require_role(ADMIN)
 @no_content
+@conditional
 async def delete_task(task_id: int) -> tuple[str, int]:
     """Delete a task (admins). Also /tasks/{id}."""
     await tasks.delete_task(db_session(), runtime(), actor(), task_id, if_match())

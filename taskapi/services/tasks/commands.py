@@ -16,7 +16,7 @@ from taskapi.core.errors import not_found
 from taskapi.core.state import AppState
 from taskapi.models import Role, Task, TaskStatus, utcnow
 from taskapi.schemas.tasks import TaskAssign, TaskCreate, TaskOut, TaskStatusUpdate, TaskUpdate
-from taskapi.services import events, notifications
+from taskapi.services import events, idempotency, notifications
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
 from taskapi.services.preconditions import (
@@ -61,6 +61,7 @@ async def create_task(session: AsyncSession, ctx: AppState, actor: Actor,
     if assignee is not None:
         email_key = await notifications.assigned(session, ctx.settings, task, assignee)
     out = TaskOut.model_validate(task)
+    await idempotency.settle(session, (out, etag(task.version)))
     await events.record(session, events.values(
         events.CREATED, task.id, actor.id, [task.assigned_user_id], events.snapshot(out),
         events.diff({}, out.model_dump())))
