@@ -152,7 +152,7 @@ async def test_stale_if_match_is_412_and_changes_nothing(client, team) -> None: 
                               ("put", "/assign", {"user_id": manager.id}),
                               ("delete", "", None)]:
         kwargs = {"json": body} if body is not None else {}
-        for tag in (old, f"W/{old}", '"nonsense"'):
+        for tag in (old, f"W/{old}", '"nonsense"', '";", ""', '"v0"', '"v99999999999999999999"'):
             response = await getattr(client, method)(
                 path + sub, headers={**admin.headers, "If-Match": tag}, **kwargs)
             assert response.status_code == 412, (method, sub, tag)
@@ -305,3 +305,25 @@ async def test_deleting_a_user_moves_their_tasks_etags_and_history(client, team)
     stale = await client.put(path, json={"title": "x"},
                              headers={**manager.headers, "If-Match": etag})
     assert stale.status_code == 412
+
+
+async def test_openapi_documents_safe_writes(client) -> None:  # type: ignore[no-untyped-def]
+    spec = await (await client.get("/openapi.json")).get_json()
+    paths = spec["paths"]
+
+    def headers_of(path: str, method: str) -> set[str]:
+        return {p["name"] for p in paths[path][method].get("parameters", [])
+                if p["in"] == "header"}
+
+    for path, method in [("/task/{task_id}", "put"), ("/task/{task_id}/status", "put"),
+                         ("/task/{task_id}/assign", "put"), ("/task/{task_id}", "delete"),
+                         ("/users/{user_id}", "put")]:
+        assert "If-Match" in headers_of(path, method), (path, method)
+        assert {"412", "428"} <= set(paths[path][method]["responses"]), (path, method)
+    for path in ("/tasks", "/reports", "/register", "/task/{task_id}/comments"):
+        assert "Idempotency-Key" in headers_of(path, "post"), path
+        assert {"400", "409", "422"} <= set(paths[path]["post"]["responses"]), path
+    for path, method in [("/task/{task_id}/history", "get"),
+                         ("/task/{task_id}/comments/{comment_id}", "put"),
+                         ("/task/{task_id}/comments/{comment_id}", "delete")]:
+        assert method in paths[path]

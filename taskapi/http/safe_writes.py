@@ -45,7 +45,7 @@ def if_match() -> IfMatch | None:
     if tags.star_tag:
         return IfMatch(any=True)
     versions = {int(m.group(1)) for tag in tags.as_set(include_weak=False)
-                if (m := _VERSION_TAG.fullmatch(tag))}
+                if tag and (m := _VERSION_TAG.fullmatch(tag))}  # '""' parses to None
     return IfMatch(versions=frozenset(versions))
 
 

@@ -192,7 +192,9 @@ async def get_me(session: AsyncSession, actor: Actor) -> UserOut:
 
 async def update_me(session: AsyncSession, actor: Actor, data: MeUpdate) -> UserOut:
     """Timezone and (admins and managers) report schedule; an employee's schedule is 422."""
-    user = await session.get(User, actor.id)
+    # Locked (PostgreSQL): an admin changing this user at once waits, rather than making
+    # this versioned UPDATE match no row.
+    user = await session.get(User, actor.id, with_for_update=True)
     if user is None:
         raise unauthorized("invalid_token", "The account no longer exists.")
     if "report_schedule" in data.model_fields_set and user.role == Role.EMPLOYEE:

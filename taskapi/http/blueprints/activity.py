@@ -13,7 +13,7 @@ from quart_schema import (
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
-from taskapi.http.openapi import no_content
+from taskapi.http.openapi import no_content, problems
 from taskapi.http.responses import ListResponse, dump_list, page_headers, parse_query
 from taskapi.http.safe_writes import idempotent
 from taskapi.schemas.activity import CommentIn, CommentOut, HistoryEntry, PageQuery
@@ -67,6 +67,7 @@ def _created(comment: CommentOut) -> tuple[CommentOut, int, dict[str, str]]:
 @require_role(*ANY)
 @validate_request(CommentIn)
 @validate_response(CommentOut)
+@problems(403)
 async def edit_comment(task_id: int, comment_id: int, data: CommentIn) -> CommentOut:
     """Edit a comment (its author or an admin); it then carries `edited_at`."""
     return await comments.edit_comment(db_session(), actor(), task_id, comment_id, data)
@@ -76,6 +77,7 @@ async def edit_comment(task_id: int, comment_id: int, data: CommentIn) -> Commen
 @tag_
 @require_role(*ANY)
 @no_content
+@problems(403)
 async def delete_comment(task_id: int, comment_id: int) -> tuple[str, int]:
     """Delete a comment (its author or an admin)."""
     await comments.delete_comment(db_session(), actor(), task_id, comment_id)
