@@ -327,3 +327,30 @@ async def test_openapi_documents_safe_writes(client) -> None:  # type: ignore[no
                          ("/task/{task_id}/comments/{comment_id}", "put"),
                          ("/task/{task_id}/comments/{comment_id}", "delete")]:
         assert method in paths[path]
+
+
+async def test_event_rows_fit_the_live_event_log(client, team, db) -> None:  # type: ignore[no-untyped-def]
+    """Issue #15's log reads the same rows: data is the task as GET returns it."""
+    from sqlalchemy import select
+
+    from taskapi.models import TaskEvent
+
+    admin, manager, emp = team["admin"], team["manager"], team["employee"]
+    task, _ = await _create(client, manager)
+    tid = task["id"]
+    await client.put(f"/task/{tid}/assign", json={"user_id": emp.id}, headers=manager.headers)
+    await client.put(f"/task/{tid}/status", json={"status": "completed"}, headers=emp.headers)
+    shown = await (await client.get(f"/task/{tid}", headers=admin.headers)).get_json()
+    await client.post(f"/task/{tid}/comments", json={"body": "nice"}, headers=manager.headers)
+    await client.delete(f"/task/{tid}", headers=admin.headers)
+    async with db.transaction(write=False) as session:
+        rows = list(await session.scalars(select(TaskEvent).order_by(TaskEvent.id)))
+    assert [r.type for r in rows] == ["task.created", "task.assigned", "task.status_changed",
+                                      "comment.created", "task.deleted"]
+    assert rows[0].data == task and rows[0].audience == []
+    assert rows[1].data["previous_assigned_user_id"] is None
+    assert rows[1].data["assigned_user_id"] == emp.id and rows[1].audience == [emp.id]
+    assert rows[2].data == shown and rows[2].actor_id == emp.id
+    assert rows[3].data["comment"]["body"] == "nice"
+    assert rows[4].data == {"id": tid} and rows[4].audience == [emp.id]
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
