@@ -55,6 +55,8 @@ async def test_history_lists_every_change_with_its_actor(client, team) -> None: 
     assert got[0][0:2] == ("created", manager.id)
     assert got[0][2]["title"] == {"from": None, "to": "Write report"}
     assert got[0][2]["status"] == {"from": None, "to": "pending"}
+    assert got[0][2]["description"] == {"from": None, "to": "first"}
+    assert "deadline" not in got[0][2] and "assigned_user_id" not in got[0][2]
     assert got[1:] == [
         ("updated", manager.id, {"title": {"from": "Write report", "to": "Renamed"},
                                  "deadline": {"from": None, "to": "2030-01-15T00:00:00Z"}}),

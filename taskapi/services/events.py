@@ -43,6 +43,12 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, A
             for name in TRACKED if before.get(name) != after.get(name)}
 
 
+def created(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A new task's history: the fields it was created with (empty ones left out)."""
+    return {name: change for name, change in diff({}, task).items()
+            if change["to"] not in (None, "")}
+
+
 def snapshot(task: TaskOut) -> dict[str, Any]:
     return task.model_dump(mode="json")
 

@@ -64,7 +64,7 @@ async def create_task(session: AsyncSession, ctx: AppState, actor: Actor,
     await idempotency.settle(session, (out, etag(task.version)))
     await events.record(session, events.values(
         events.CREATED, task.id, actor.id, [task.assigned_user_id], events.snapshot(out),
-        events.diff({}, out.model_dump())))
+        events.created(out.model_dump())))
     await session.commit()
     await after_write(ctx, task.id, task.assigned_user_id)
     if email_key:
