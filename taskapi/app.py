@@ -126,9 +126,11 @@ def _install_request_hooks(app: Quart) -> None:
             response.headers["X-Request-ID"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
         if (request.method == "GET" and response.status_code == 200
-                and "ETag" not in response.headers and response.mimetype == "application/json"):
-            etag = digest(await response.get_data(as_text=True))
-            response.headers["ETag"] = f'"{etag}"'
+                and response.mimetype == "application/json"):
+            # A route's own ETag (a version) stands; other JSON gets its body's digest.
+            if "ETag" not in response.headers:
+                response.headers["ETag"] = f'"{digest(await response.get_data(as_text=True))}"'
+            etag = response.headers["ETag"].strip('"')
             response.headers.setdefault("Cache-Control", "private, no-cache")
             if request.if_none_match.contains_weak(etag):
                 response.status_code = 304

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     # Refuse to approve an account whose email address was not confirmed.
     require_email_confirmation: bool = False
 
+    # --- safe writes (issue 16): If-Match and Idempotency-Key ---
+    # A PUT/DELETE of a task or user without If-Match answers 428 (else it goes ahead).
+    require_if_match: bool = False
+    # Seconds an Idempotency-Key's answer is kept for replay (24 h); the worker prunes older.
+    idempotency_ttl: int = Field(24 * 3600, gt=0)
+
     _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
                              mode="before")(_split_commas)
 

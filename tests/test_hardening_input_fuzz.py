@@ -212,15 +212,16 @@ def _headers_for(client: httpx.Client, target: Target, path: str,
 
 
 def _page_through(client: httpx.Client, targets: list[Target], tokens: dict[str, str],
-                  report: Report) -> None:
+                  task_id: int, report: Report) -> None:
     """Every list, every sort, limit=2, to the last page: the rows the fuzz created include
     the extreme deadlines, so their cursors are handed out and read back."""
     for target in targets:
         if target.field != "cursor":
             continue
-        headers = _headers_for(client, target, target.path, tokens)
+        path = target.path.replace("{task_id}", str(task_id))
+        headers = _headers_for(client, target, path, tokens)
         for sort in target.sorts:
-            url: str | None = f"{target.path}?limit=2" + (f"&sort={sort}" if sort else "")
+            url: str | None = f"{path}?limit=2" + (f"&sort={sort}" if sort else "")
             pages = 0
             while url and pages < 500:
                 response = client.get(url, headers=headers)
@@ -255,7 +256,7 @@ async def test_forged_cursors_and_edge_datetimes_never_5xx(tmp_path, database_ur
         spec = client.get("/openapi.json").json()
         targets = targets_of(spec)
         await asyncio.to_thread(_fuzz, client, targets, tokens, task_id, report)
-        await asyncio.to_thread(_page_through, client, targets, tokens, report)
+        await asyncio.to_thread(_page_through, client, targets, tokens, task_id, report)
     labels = sorted(t.label for t in targets)
     summary = (f"fuzz-input: {len(targets)} targets, {report.requests} requests, "
                f"{len(report.failures)} failures, {time.monotonic() - started:.0f} s, "

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from taskapi.app import API_PREFIX
-from taskapi.models import ReportRequest, Task, User
+from taskapi.models import ReportRequest, Task, TaskComment, User
 from taskapi.services import confirmations
 from tests.support.values import PASSWORD
 
@@ -49,6 +49,7 @@ def _new_account(_ctx: Any) -> dict[str, str]:
 
 
 TASK_READERS = frozenset({"assignee", "manager", "admin"})
+COMMENT_OWNERS = frozenset({"assignee", "admin"})
 ROUTES: dict[tuple[str, str], Access] = {
     ("health.healthz", "GET"): Access(ANYONE),
     ("health.readyz", "GET"): Access(ANYONE),
@@ -88,6 +89,15 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("tasks.assign", "PUT"): Access(STAFF, lambda c: {"user_id": None}),
     ("tasks.delete_task", "DELETE"): Access(ADMIN),
     ("tasks.delete_task_alias", "DELETE"): Access(ADMIN),
+    ("activity.history", "GET"): Access(TASK_READERS, hidden=frozenset({"employee"})),
+    ("activity.list_comments", "GET"): Access(TASK_READERS, hidden=frozenset({"employee"})),
+    ("activity.add_comment", "POST"): Access(TASK_READERS, lambda c: {"body": "hello"},
+                                             hidden=frozenset({"employee"})),
+    # The comment in the URL is the assignee's: a manager sees it but may not change it.
+    ("activity.edit_comment", "PUT"): Access(COMMENT_OWNERS, lambda c: {"body": "edited"},
+                                             hidden=frozenset({"employee"})),
+    ("activity.delete_comment", "DELETE"): Access(COMMENT_OWNERS,
+                                                  hidden=frozenset({"employee"})),
     ("stats.stats", "GET"): Access(STAFF),
     ("reports.request_report", "POST"): Access(STAFF),
     # The report in the URL is the manager's own (another manager's is a 404).
@@ -131,6 +141,7 @@ class Context:
     admin: Any
     task_id: int
     job_id: str = ""
+    comment_id: int = 0  # a comment by the assignee on the task
     confirm_token: str = ""  # an email confirmation token of the pending user
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -152,6 +163,10 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
         manager = caller if role == "manager" else await make_user("manager")
         report = await client.post("/reports", headers=manager.headers)
         ctx.job_id = (await report.get_json())["job_id"]
+    if "comment_id" in rule.arguments:
+        comment = await client.post(f"/task/{ctx.task_id}/comments", json={"body": "mine"},
+                                    headers=assignee.headers)
+        ctx.comment_id = (await comment.get_json())["id"]
     if rule.endpoint.endswith("auth.confirm_email"):
         async with db.transaction() as session:
             ctx.confirm_token = confirmations.issue(session, client.app.extensions["taskapi"]
@@ -161,6 +176,7 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
 
 def _url(app: Any, rule: Any, method: str, ctx: Context) -> str:
     values: dict[str, Any] = {"task_id": ctx.task_id, "job_id": ctx.job_id,
+                              "comment_id": ctx.comment_id,
                               "filename": "swagger-ui.css"}
     pending_target = rule.endpoint.endswith(("users.approve", "users.reject"))
     values["user_id"] = ctx.pending.id if pending_target else ctx.target.id
@@ -175,7 +191,8 @@ async def _snapshot(db: Any) -> tuple[Any, ...]:
         users = (await session.execute(select(
             User.id, User.role, User.is_approved, User.timezone, User.password_hash))).all()
         reports = (await session.execute(select(ReportRequest.id))).all()
-    return sorted(tasks), sorted(users), sorted(reports)
+        comments = (await session.execute(select(TaskComment.id, TaskComment.body))).all()
+    return sorted(tasks), sorted(users), sorted(reports), sorted(comments)
 
 
 @pytest.mark.parametrize("operation", sorted(ROUTES), ids=[f"{m} {e}" for e, m in sorted(ROUTES)])

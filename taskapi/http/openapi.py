@@ -28,6 +28,8 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 PROBLEMS_ATTRIBUTE = "_taskapi_problems"
 NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
 NO_LOCATION_ATTRIBUTE = "_taskapi_no_location"
+CONDITIONAL_ATTRIBUTE = "_taskapi_conditional"
+IDEMPOTENT_ATTRIBUTE = "_taskapi_idempotent"
 API_PREFIX = "/api/v1"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -53,6 +55,18 @@ def no_location(func: F) -> F:
     """Document the route's 202 without a Location header (there is nothing to follow)."""
     setattr(func, NO_LOCATION_ATTRIBUTE, True)
     return func
+
+
+def conditional(func: F) -> F:
+    """Document If-Match on a write: 412 when it does not match, 428 when it is required."""
+    setattr(func, CONDITIONAL_ATTRIBUTE, True)
+    return problems(412, 428)(func)
+
+
+def documents_idempotency_key(func: F) -> F:
+    """Document Idempotency-Key on a create: replayed answers, 409 in flight, 422 reused."""
+    setattr(func, IDEMPOTENT_ATTRIBUTE, True)
+    return problems(400, 409, 422)(func)
 
 
 def _header(description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
@@ -83,6 +97,21 @@ _LIST_HEADERS = {
     "Link": _header('`<…>; rel="next"` while more rows remain.', _STRING),
 }
 _ETAG = {"ETag": _header("Send it back in If-None-Match to get a 304.", _STRING)}
+_WRITE_ETAG = {"ETag": _header("The new version's ETag (what a GET answers next): send it in "
+                               "If-Match to chain edits.", _STRING)}
+_REPLAYED = {"Idempotent-Replayed": _header(
+    "`true` when this is the stored answer of an earlier request with the same "
+    "Idempotency-Key.", {"type": "string", "enum": ["true"]})}
+_IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": _STRING,
+             "description": "The ETag of the version you are changing (or `*`): 412 when "
+                            "it is not the current one; REQUIRE_IF_MATCH makes it required "
+                            "(428)."}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Retry safely: the same key and payload within IDEMPOTENCY_TTL replays "
+                   "the first answer; another payload is a 422, a retry while the first is "
+                   "still running a 409. Keys are per caller."}
 
 
 class Provider(OpenAPIProvider):
@@ -136,6 +165,15 @@ class Provider(OpenAPIProvider):
             responses[200].setdefault("headers", {}).update(_ETAG)
             responses[304] = {"description": "Not modified (If-None-Match matched the ETag).",
                               "headers": dict(_ETAG)}
+        if getattr(func, CONDITIONAL_ATTRIBUTE, False):
+            operation.setdefault("parameters", []).append(dict(_IF_MATCH))
+            if 200 in responses:
+                responses[200].setdefault("headers", {}).update(_WRITE_ETAG)
+        if getattr(func, IDEMPOTENT_ATTRIBUTE, False):
+            operation.setdefault("parameters", []).append(dict(_IDEMPOTENCY_KEY))
+            for status in (200, 201, 202):
+                if status in responses:
+                    responses[status].setdefault("headers", {}).update(_REPLAYED)
         for status in sorted(self._error_statuses(rule, func, method, operation)):
             responses[status] = {
                 "description": HTTPStatus(status).phrase,

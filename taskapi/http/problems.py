@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from quart import Quart, Response, g, json
 from quart_schema import RequestSchemaValidationError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from taskapi.core.errors import APIError
@@ -121,6 +122,14 @@ def register_error_handlers(app: Quart) -> None:
             405: "This method is not allowed on this URL.",
         }.get(status, error.description)
         return problem(status, _code_for(status), detail, headers=headers)
+
+    @app.errorhandler(StaleDataError)
+    async def _stale(error: StaleDataError) -> Response:
+        # A versioned UPDATE matched no row: another request changed or deleted it between
+        # this one's read and its write (writes that can race lock the row or answer 412;
+        # this is the net under them). Nothing was committed.
+        return problem(409, "write_conflict",
+                       "The resource changed while this request ran: retry it.")
 
     @app.errorhandler(Exception)
     async def _unhandled(error: Exception) -> Response:

@@ -1,7 +1,10 @@
 """ORM tables. Importing this package registers every table on Base.metadata."""
 
 from taskapi.models.base import Base, UTCDateTime, utcnow
+from taskapi.models.comment import TaskComment
 from taskapi.models.email_confirmation import EmailConfirmation
+from taskapi.models.event import TaskEvent
+from taskapi.models.idempotency import IdempotencyKey
 from taskapi.models.outbox import EmailOutbox, EmailStatus
 from taskapi.models.report import ReportRequest, ReportStatus, ReportTrigger
 from taskapi.models.session import AuthSession
@@ -14,12 +17,15 @@ __all__ = [
     "EmailConfirmation",
     "EmailOutbox",
     "EmailStatus",
+    "IdempotencyKey",
     "ReportRequest",
     "ReportSchedule",
     "ReportStatus",
     "ReportTrigger",
     "Role",
     "Task",
+    "TaskComment",
+    "TaskEvent",
     "TaskStatus",
     "UTCDateTime",
     "User",

@@ -48,6 +48,11 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     # Counts assignments, so each one gets its own email dedupe key assign:{task}:{user}:{n}.
     assign_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Moves on every change (also Core UPDATEs: they set version + 1): the ETag, and what an
+    # If-Match write compares in its UPDATE … WHERE version = ? (decision 024).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 # NULL deadlines sort after every real one (ascending), even the latest instant there is (a

@@ -55,6 +55,11 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
     )
+    # Moves on every change (Core UPDATEs set version + 1 too): the ETag of GET /users/{id}
+    # and what an If-Match PUT compares in its UPDATE (decision 024).
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
     @validates("role")
     def _role_set(self, _key: str, role: Role) -> Role:

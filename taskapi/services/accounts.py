@@ -18,7 +18,7 @@ from taskapi.core.state import AppState
 from taskapi.models import AuthSession, Role, User, utcnow
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
 from taskapi.schemas.users import MeUpdate, PasswordChange, Registration, UserCreate, UserOut
-from taskapi.services import confirmations, notifications
+from taskapi.services import confirmations, idempotency, notifications
 from taskapi.services.authstate import Actor, publish, revoked_sessions, user_key, user_value
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
@@ -45,9 +45,11 @@ async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> Re
     A taken username is a 409 whatever the email (usernames are not secret)."""
     # Hashed in every case, before the write lock is taken: each answer takes as long.
     password_hash = await hash_password(data.password)
+    answer = Registration(username=data.username, email=data.email)
     for attempt in range(3):
         try:
             email_key, created = await _record_registration(session, ctx, data, password_hash)
+            await idempotency.settle(session, answer)
             await session.commit()  # the user, their token and the email, together
             break
         except IntegrityError:  # a concurrent registration won the race: decide again
@@ -57,7 +59,7 @@ async def register(session: AsyncSession, ctx: AppState, data: UserCreate) -> Re
     if created:
         await bump(ctx.redis, users_version())
     await notifications.dispatch(ctx.redis, email_key)
-    return Registration(username=data.username, email=data.email)
+    return answer
 
 
 async def _record_registration(session: AsyncSession, ctx: AppState, data: UserCreate,
@@ -134,7 +136,7 @@ async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: 
                             expires_at=now + timedelta(seconds=ctx.settings.refresh_token_expires)))
     if new_hash is not None:  # parameters changed since this hash was made: upgrade it
         await session.execute(update(User).where(User.id == user.id)
-                              .values(password_hash=new_hash))
+                              .values(password_hash=new_hash, version=User.version + 1))
     await session.commit()
     return _pair(ctx, user.id, sid, refresh_jti)
 
@@ -190,7 +192,9 @@ async def get_me(session: AsyncSession, actor: Actor) -> UserOut:
 
 async def update_me(session: AsyncSession, actor: Actor, data: MeUpdate) -> UserOut:
     """Timezone and (admins and managers) report schedule; an employee's schedule is 422."""
-    user = await session.get(User, actor.id)
+    # Locked (PostgreSQL): an admin changing this user at once waits, rather than making
+    # this versioned UPDATE match no row.
+    user = await session.get(User, actor.id, with_for_update=True)
     if user is None:
         raise unauthorized("invalid_token", "The account no longer exists.")
     if "report_schedule" in data.model_fields_set and user.role == Role.EMPLOYEE:
@@ -214,7 +218,8 @@ async def change_password(
     if not valid:
         raise APIError(422, "wrong_password", "The current password is wrong.")
     new_hash = await hash_password(data.new_password)
-    await session.execute(update(User).where(User.id == actor.id).values(password_hash=new_hash))
+    await session.execute(update(User).where(User.id == actor.id)
+                          .values(password_hash=new_hash, version=User.version + 1))
     others = list(await session.scalars(
         select(AuthSession.id).where(AuthSession.user_id == actor.id,
                                      AuthSession.revoked_at.is_(None),

@@ -48,7 +48,8 @@ async def confirm(session: AsyncSession, ctx: AppState, data: EmailConfirm) -> N
     if user_id is None:
         await session.rollback()
         raise APIError(400, "invalid_token", "The confirmation link is invalid, used or expired.")
-    await session.execute(update(User).where(User.id == user_id).values(email_confirmed=True)
+    await session.execute(update(User).where(User.id == user_id).values(email_confirmed=True,
+                                                                     version=User.version + 1)
                           .execution_options(synchronize_session=False))
     await session.commit()
     await bump(ctx.redis, users_version())

@@ -72,6 +72,16 @@ async def assigned(session: AsyncSession, settings: Settings, task: Task, user: 
     )
 
 
+async def commented(session: AsyncSession, settings: Settings, task: Task, user: User,
+                    author: str, comment_id: int, body: str) -> str:
+    """Tell the assignee about a comment on their task: one email per comment."""
+    return await add_email(
+        session, settings, kind="comment", dedupe_key=f"comment:{comment_id}", to=user.email,
+        user_id=user.id, template="comment", username=user.username, author=author,
+        title=task.title, body=body, url=link(settings, f"/task/{task.id}/comments"),
+    )
+
+
 async def dispatch(redis: ArqRedis, *keys: str) -> None:
     """After commit: ask the worker to send now. If Redis cannot take the job, the rows are
     still pending in the database and the sweeper sends them within a minute or two."""

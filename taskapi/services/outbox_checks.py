@@ -19,6 +19,8 @@ The rules, and why:
 - report: the requester still exists, is approved and is still staff: the report is a
   summary of every task, which only staff may see.
 - registration_attempt: the account whose address someone tried to register still exists.
+- comment: the recipient (the task's assignee when the comment was made) still exists and
+  is approved.
 A kind not listed (none today) is sent without a check. A row of a listed kind without a
 user is one whose user was deleted (the foreign key sets it to NULL).
 """
@@ -50,6 +52,7 @@ RULES: dict[str, Rule] = {
     "reminder": Rule(approved=True),
     "report": Rule(approved=True, roles=STAFF),
     "registration_attempt": Rule(),
+    "comment": Rule(approved=True),
 }
 
 

@@ -29,6 +29,7 @@ from taskapi.models import (
     utcnow,
 )
 from taskapi.schemas.reports import ReportCreate, ReportOut
+from taskapi.services import idempotency
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
 from taskapi.services.enqueue import enqueue
@@ -69,6 +70,8 @@ async def request_report(session: AsyncSession, ctx: AppState, actor: Actor,
                            period_days=data.period_days, status=ReportStatus.QUEUED,
                            created_at=now)
     session.add(report)
+    await session.flush()  # the column defaults (trigger) the answer shows
+    await idempotency.settle(session, (_out(report), True))
     await session.commit()
     # If Redis cannot take it now, the sweeper finds the queued report and builds it.
     await enqueue(ctx.redis, "send_task_report", report.id, job_id=f"report:{report.id}")

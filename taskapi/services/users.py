@@ -12,13 +12,15 @@ from taskapi.core.errors import conflict, not_found
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.core.passwords import hash_password
 from taskapi.core.state import AppState
-from taskapi.models import Role, Task, User
+from taskapi.models import Role, User
 from taskapi.schemas.common import Id, normalize_email
 from taskapi.schemas.users import UserAdminUpdate, UserListQuery, UserOut
 from taskapi.services import notifications
 from taskapi.services.accounts import revoke_all_sessions, state_change
 from taskapi.services.authstate import Actor, publish
 from taskapi.services.authz import STAFF, require
+from taskapi.services.preconditions import IfMatch, check, conditional_commit, etag, lock_row
+from taskapi.services.tasks.unlink import unlink_tasks
 
 MIN_PASSWORD_LENGTH = 8
 _CURSOR = TypeAdapter(tuple[Id])  # the last user's id, as list_users hands it out
@@ -79,22 +81,26 @@ async def list_users(session: AsyncSession, actor: Actor, query: UserListQuery,
     return Page([UserOut.model_validate(u) for u in rows], next_cursor, total)
 
 
-async def _get(session: AsyncSession, user_id: int) -> User:
-    user = await session.get(User, user_id)
+async def _get(session: AsyncSession, user_id: int, *, lock: bool = False) -> User:
+    query = select(User).where(User.id == user_id)
+    user = await session.scalar(query.with_for_update() if lock else query)
     if user is None:
         raise not_found("user")
     return user
 
 
-async def get_user(session: AsyncSession, actor: Actor, user_id: int) -> UserOut:
+async def get_user(session: AsyncSession, actor: Actor, user_id: int) -> tuple[UserOut, str]:
+    """The user and their ETag (their version: what If-Match on PUT compares)."""
     require(actor, Role.ADMIN)
-    return UserOut.model_validate(await _get(session, user_id))
+    user = await _get(session, user_id)
+    return UserOut.model_validate(user), etag(user.version)
 
 
 async def approve_user(session: AsyncSession, ctx: AppState, actor: Actor,
                        user_id: int) -> UserOut:
     """Approve a pending user (idempotent) and queue the approval email."""
-    return await update_user(session, ctx, actor, user_id, UserAdminUpdate(is_approved=True))
+    user, _ = await update_user(session, ctx, actor, user_id, UserAdminUpdate(is_approved=True))
+    return user
 
 
 async def reject_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int) -> None:
@@ -110,10 +116,13 @@ async def reject_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
 
 
 async def update_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int,
-                      data: UserAdminUpdate) -> UserOut:
-    """Change role and/or approval; live tokens see the change on their next request."""
+                      data: UserAdminUpdate,
+                      if_match: IfMatch | None = None) -> tuple[UserOut, str]:
+    """Change role and/or approval; live tokens see the change on their next request.
+    Also returns the new ETag."""
     require(actor, Role.ADMIN)
-    user = await _get(session, user_id)
+    user = await _get(session, user_id, lock=lock_row(if_match))
+    check(if_match, user.version)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if user.id == actor.id and (
         changes.get("role", Role.ADMIN) != Role.ADMIN or changes.get("is_approved") is False
@@ -127,14 +136,14 @@ async def update_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
     for field, value in changes.items():
         setattr(user, field, value)
     email_key = None
-    if newly_approved:
-        email_key = await notifications.approved(session, ctx.settings, user)
-    await session.commit()
+    async with conditional_commit(session):  # UPDATE … WHERE version = the one read
+        if newly_approved:
+            email_key = await notifications.approved(session, ctx.settings, user)
     await publish(ctx.redis, state_change(user.id, user))
     await bump(ctx.redis, users_version())
     if email_key:
         await notifications.dispatch(ctx.redis, email_key)
-    return UserOut.model_validate(user)
+    return UserOut.model_validate(user), etag(user.version)
 
 
 async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int) -> None:
@@ -144,8 +153,7 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
         raise conflict("cannot_modify_self", "Admins cannot delete themselves.")
     user = await _get(session, user_id)
     sids = await revoke_all_sessions(session, user.id, "user_deleted")
-    their_tasks = list(
-        await session.scalars(select(Task.id).where(Task.assigned_user_id == user_id)))
+    their_tasks = await unlink_tasks(session, actor, user_id)
     await session.delete(user)
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None, sids))

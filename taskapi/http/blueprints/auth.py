@@ -10,6 +10,7 @@ from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.headers import no_store
 from taskapi.http.openapi import no_content, no_location, problems
+from taskapi.http.safe_writes import idempotent
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
 from taskapi.schemas.users import (
     EmailConfirm,
@@ -28,12 +29,13 @@ tag_ = tag(["auth"])
 @bp.post("/register")
 @tag_
 @validate_request(UserCreate)
+@idempotent(lambda registration: (registration, 202, {}), anonymous=True)
 @validate_response(Registration, 202)
 @no_location
 @problems(409)
-async def register(data: UserCreate) -> tuple[Registration, int]:
+async def register(data: UserCreate) -> tuple[Registration, int, dict[str, str]]:
     """Register as an employee or manager (202 whether or not the email has an account)."""
-    return await accounts.register(db_session(), runtime(), data), 202
+    return await accounts.register(db_session(), runtime(), data), 202, {}
 
 
 @bp.post("/email/confirm")

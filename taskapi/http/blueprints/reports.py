@@ -8,6 +8,7 @@ from quart_schema import document_request, tag, validate_response
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.responses import optional_body
+from taskapi.http.safe_writes import idempotent
 from taskapi.models import Role
 from taskapi.schemas.reports import ReportCreate, ReportOut
 from taskapi.services import reports
@@ -20,6 +21,7 @@ tag_ = tag(["reports"])
 @tag_
 @require_role(Role.ADMIN, Role.MANAGER)
 @document_request(ReportCreate)
+@idempotent(lambda requested: _accepted(requested[0]))
 @validate_response(ReportOut, 202)
 async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
     """Ask for a task summary by email (202); the same ask within a minute returns that job.
@@ -28,6 +30,10 @@ async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
     """
     data = await optional_body(ReportCreate)
     report, _ = await reports.request_report(db_session(), runtime(), actor(), data)
+    return _accepted(report)
+
+
+def _accepted(report: ReportOut) -> tuple[ReportOut, int, dict[str, str]]:
     return report, 202, {"Location": f"/reports/{report.job_id}"}
 
 

@@ -13,9 +13,10 @@ from quart_schema import (
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
-from taskapi.http.openapi import no_content
+from taskapi.http.openapi import conditional, no_content
 from taskapi.http.prefetch import prefetch, prefetched
 from taskapi.http.responses import canonical_query, entry_response, parse_query
+from taskapi.http.safe_writes import idempotent, if_match
 from taskapi.models import Role
 from taskapi.schemas.tasks import (
     TaskAssign,
@@ -31,6 +32,17 @@ bp = Blueprint("tasks", __name__)
 tag_ = tag(["tasks"])
 ADMIN, MANAGER = Role.ADMIN, Role.MANAGER
 ANY = ()
+Written = tuple[TaskOut, int, dict[str, str]]
+
+
+def _created(task: TaskOut, etag: str) -> Written:
+    return task, 201, {"Location": f"/task/{task.id}", "ETag": etag}
+
+
+def _etagged(written: tuple[TaskOut, str]) -> Written:
+    """A write's answer: the task and its new ETag (what GET answers next)."""
+    task, etag = written
+    return task, 200, {"ETag": etag}
 
 
 def _query() -> TaskListQuery:
@@ -67,11 +79,11 @@ async def my_tasks() -> Response:
 @tag_
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskCreate)
+@idempotent(lambda created: _created(*created))
 @validate_response(TaskOut, 201)
-async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
+async def create_task(data: TaskCreate) -> Written:
     """Create a task, optionally assigned to an approved user (who is emailed)."""
-    task = await tasks.create_task(db_session(), runtime(), actor(), data)
-    return task, 201, {"Location": f"/task/{task.id}"}
+    return _created(*await tasks.create_task(db_session(), runtime(), actor(), data))
 
 
 @bp.get("/task/<int:task_id>")
@@ -92,9 +104,11 @@ async def get_task(task_id: int) -> Response:
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskUpdate)
 @validate_response(TaskOut)
-async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
+@conditional
+async def update_task(task_id: int, data: TaskUpdate) -> Written:
     """Change title, description or deadline (only the fields sent). Also /tasks/{id}."""
-    return await tasks.update_task(db_session(), runtime(), actor(), task_id, data)
+    return _etagged(await tasks.update_task(db_session(), runtime(), actor(), task_id, data,
+                                            if_match()))
 
 
 @bp.put("/task/<int:task_id>/status")
@@ -102,9 +116,10 @@ async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
 @require_role(*ANY)
 @validate_request(TaskStatusUpdate)
 @validate_response(TaskOut)
-async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
+@conditional
+async def set_status(task_id: int, data: TaskStatusUpdate) -> Written:
     """Set the status (assignee, managers, admins); nothing else can change here."""
-    return await tasks.set_status(runtime(), actor(), task_id, data)
+    return _etagged(await tasks.set_status(runtime(), actor(), task_id, data, if_match()))
 
 
 @bp.put("/task/<int:task_id>/assign")
@@ -112,18 +127,21 @@ async def set_status(task_id: int, data: TaskStatusUpdate) -> TaskOut:
 @require_role(ADMIN, MANAGER)
 @validate_request(TaskAssign)
 @validate_response(TaskOut)
-async def assign(task_id: int, data: TaskAssign) -> TaskOut:
+@conditional
+async def assign(task_id: int, data: TaskAssign) -> Written:
     """Assign to an approved user (emailed), or unassign with null."""
-    return await tasks.assign_task(db_session(), runtime(), actor(), task_id, data)
+    return _etagged(await tasks.assign_task(db_session(), runtime(), actor(), task_id, data,
+                                            if_match()))
 
 
 @bp.delete("/task/<int:task_id>")
 @tag_
 @require_role(ADMIN)
 @no_content
+@conditional
 async def delete_task(task_id: int) -> tuple[str, int]:
     """Delete a task (admins). Also /tasks/{id}."""
-    await tasks.delete_task(db_session(), runtime(), actor(), task_id)
+    await tasks.delete_task(db_session(), runtime(), actor(), task_id, if_match())
     return "", 204
 
 

@@ -7,8 +7,9 @@ from quart_schema import document_querystring, tag, validate_request, validate_r
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
-from taskapi.http.openapi import no_content, problems
+from taskapi.http.openapi import conditional, no_content, problems
 from taskapi.http.responses import ListResponse, dump_list, page_headers, parse_query
+from taskapi.http.safe_writes import if_match
 from taskapi.models import Role
 from taskapi.schemas.users import UserAdminUpdate, UserListQuery, UserOut
 from taskapi.services import users
@@ -66,9 +67,10 @@ async def reject(user_id: int) -> tuple[str, int]:
 @tag_
 @require_role(ADMIN)
 @validate_response(UserOut)
-async def get_user(user_id: int) -> UserOut:
-    """One user."""
-    return await users.get_user(db_session(), actor(), user_id)
+async def get_user(user_id: int) -> tuple[UserOut, int, dict[str, str]]:
+    """One user; its ETag is what If-Match on PUT /users/{id} compares."""
+    user, etag = await users.get_user(db_session(), actor(), user_id)
+    return user, 200, {"ETag": etag}
 
 
 @bp.put("/users/<int:user_id>")
@@ -77,9 +79,12 @@ async def get_user(user_id: int) -> UserOut:
 @validate_request(UserAdminUpdate)
 @validate_response(UserOut)
 @problems(409)
-async def update_user(user_id: int, data: UserAdminUpdate) -> UserOut:
+@conditional
+async def update_user(user_id: int, data: UserAdminUpdate) -> tuple[UserOut, int, dict[str, str]]:
     """Change a user's role or approval; applies to their live tokens at once."""
-    return await users.update_user(db_session(), runtime(), actor(), user_id, data)
+    user, etag = await users.update_user(db_session(), runtime(), actor(), user_id, data,
+                                         if_match())
+    return user, 200, {"ETag": etag}
 
 
 @bp.delete("/users/<int:user_id>")

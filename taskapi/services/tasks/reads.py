@@ -21,6 +21,7 @@ from taskapi.core.state import AppState
 from taskapi.schemas.tasks import TaskListQuery, TaskOut
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
+from taskapi.services.preconditions import etag
 from taskapi.services.tasks.access import visible_to
 from taskapi.services.tasks.lists import TASK_LIST, list_tasks
 from taskapi.services.tasks.statements import SELECT_ONE
@@ -67,8 +68,9 @@ def _task_entry(conn: Connection, task_id: int) -> Entry:
     row = conn.execute(SELECT_ONE, {"b_id": task_id}).one_or_none()
     if row is None:
         raise not_found("task")
-    return Entry.of(TaskOut.model_validate(row._asdict()).model_dump_json(),
-                    assignee=str(row.assigned_user_id or ""))
+    body = TaskOut.model_validate(row._asdict()).model_dump_json()
+    # The ETag is the version: what If-Match compares, and what a write answers with.
+    return Entry(etag(row.version), {"assignee": str(row.assigned_user_id or "")}, body)
 
 
 async def build_task_entry(ctx: AppState, task_id: int) -> Entry:

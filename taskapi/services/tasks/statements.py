@@ -14,17 +14,17 @@ from taskapi.schemas.tasks import TaskOut
 # which UPDATE reserves for its SET clause.)
 TASKS = cast(Table, Task.__table__)
 OUT = [TASKS.c[name] for name in TaskOut.model_fields]
-SELECT_ONE = select(*OUT).where(TASKS.c.id == bindparam("b_id"))
+SELECT_ONE = select(*OUT, TASKS.c.version).where(TASKS.c.id == bindparam("b_id"))
+SELECT_LOCKED = SELECT_ONE.with_for_update()  # PostgreSQL; SQLite's writer holds the lock
 
 
-def _status_update(assignee_only: bool) -> Executable:
-    where = [TASKS.c.id == bindparam("b_id"), TASKS.c.status != bindparam("b_status")]
-    if assignee_only:
-        where.append(TASKS.c.assigned_user_id == bindparam("b_user"))
-    return (update(TASKS).where(*where)
+def _status_update() -> Executable:
+    """The status change, only if the row is still at the version the caller read."""
+    return (update(TASKS)
+            .where(TASKS.c.id == bindparam("b_id"), TASKS.c.version == bindparam("b_version"))
             .values(status=bindparam("b_status"), updated_at=bindparam("b_now"),
-                    completed_at=bindparam("b_done"))
-            .returning(*OUT))
+                    completed_at=bindparam("b_done"), version=TASKS.c.version + 1)
+            .returning(*OUT, TASKS.c.version))
 
 
-SET_STATUS = {False: _status_update(False), True: _status_update(True)}
+SET_STATUS = _status_update()

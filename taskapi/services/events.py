@@ -1,0 +1,79 @@
+"""The task event log: every task write records its event here, in its own transaction.
+
+One table serves a task's history (GET /task/{id}/history) and the live-event log (decision
+021). Event ids must increase in commit order, so a reader that has seen id N never later
+finds a smaller id committed after it: on PostgreSQL the insert first takes a transaction-
+scoped advisory lock, held until commit, so event-writing transactions commit one at a time
+in id order; SQLite has a single writer already (decision 022).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskapi.models import TaskEvent, utcnow
+from taskapi.schemas.tasks import TaskOut
+
+CREATED, UPDATED, STATUS_CHANGED = "task.created", "task.updated", "task.status_changed"
+ASSIGNED, DELETED, COMMENTED = "task.assigned", "task.deleted", "comment.created"
+# The history's action for each event type.
+ACTIONS = {CREATED: "created", UPDATED: "updated", STATUS_CHANGED: "status_changed",
+           ASSIGNED: "assigned", DELETED: "deleted", COMMENTED: "commented"}
+# Any constant: every event writer takes the same lock.
+EVENT_LOCK = 0x7461736B  # "task"
+_LOCK = text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})")
+EVENTS = cast(Table, TaskEvent.__table__)
+_INSERT = insert(EVENTS)
+# The fields a task's history reports (created_by, timestamps and the id follow from these).
+TRACKED = ("title", "description", "deadline", "status", "assigned_user_id")
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{field: {"from", "to"}} for the tracked fields that differ (values as JSON has them)."""
+    return {name: {"from": _json(before.get(name)), "to": _json(after.get(name))}
+            for name in TRACKED if before.get(name) != after.get(name)}
+
+
+def created(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A new task's history: the fields it was created with (empty ones left out)."""
+    return {name: change for name, change in diff({}, task).items()
+            if change["to"] not in (None, "")}
+
+
+def snapshot(task: TaskOut) -> dict[str, Any]:
+    return task.model_dump(mode="json")
+
+
+def values(type_: str, task_id: int, actor_id: int | None, audience: list[int | None],
+           data: dict[str, Any], changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": type_, "task_id": task_id, "actor_id": actor_id,
+            "audience": sorted({uid for uid in audience if uid is not None}),
+            "data": data, "changes": changes or {}, "created_at": utcnow()}
+
+
+async def record(session: AsyncSession, row: dict[str, Any]) -> None:
+    """Record one event (built by `values`) in the session's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_LOCK)
+    await session.execute(_INSERT, row)
+
+
+def record_sync(conn: Connection, row: dict[str, Any]) -> None:
+    """`record` for work run on a connection (Database.run)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK)
+    conn.execute(_INSERT, row)
+
+
+HISTORY = (select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.created_at, EVENTS.c.actor_id,
+                  EVENTS.c.changes)
+           .order_by(EVENTS.c.id))
