@@ -22,6 +22,7 @@ from taskapi.core.redis_client import keep_probing
 from taskapi.core.state import AppState
 from taskapi.http.admission import ConcurrencyLimit, body_error
 from taskapi.http.blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
+from taskapi.http.bodies import check_media_type
 from taskapi.http.cached_reads import STARTED_KEY, CachedReads
 from taskapi.http.current import EXTENSION_KEY, close_db_session
 from taskapi.http.gate import identify_and_limit
@@ -116,6 +117,8 @@ def _install_request_hooks(app: Quart) -> None:
             raise error
         check_ids(request.view_args)
         await identify_and_limit()
+        if request.method in BODY_METHODS:
+            await check_media_type()  # 415 for a body that is not the route's type
 
     @app.after_request
     async def _finish(response: Response) -> Response:

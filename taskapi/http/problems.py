@@ -63,6 +63,18 @@ def problem(
     return response
 
 
+# pydantic errors whose message names the model class ("… instance of LoginIn"): the client
+# sent something that is not a JSON object where one belongs.
+_OBJECT_EXPECTED = frozenset({"model_type", "model_attributes_type", "dataclass_type",
+                              "dataclass_exact_type", "is_instance_of"})
+
+
+def _client_message(item: Any) -> str:
+    if item.get("type") in _OBJECT_EXPECTED:
+        return "Input should be a JSON object"
+    return str(item.get("msg", ""))
+
+
 def _code_for(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -87,7 +99,7 @@ def register_error_handlers(app: Quart) -> None:
         errors = [
             {
                 "loc": [str(part)[:MAX_TEXT_SHOWN] for part in item.get("loc", ())],
-                "msg": item.get("msg", "")[:MAX_TEXT_SHOWN],
+                "msg": _client_message(item)[:MAX_TEXT_SHOWN],
                 "type": item.get("type", ""),
             }
             for item in validation.errors(include_url=False, include_context=False,

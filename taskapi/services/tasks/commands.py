@@ -23,7 +23,7 @@ async def create_task(session: AsyncSession, ctx: AppState, actor: Actor,
     require(actor, *STAFF)
     assignee = None
     if data.assigned_user_id is not None:
-        assignee = await assignable(session, data.assigned_user_id)
+        assignee = await assignable(session, data.assigned_user_id, "assigned_user_id")
     task = Task(title=data.title, description=data.description, deadline=data.deadline,
                 assigned_user_id=data.assigned_user_id, created_by=actor.id,
                 assign_seq=1 if assignee else 0, status=TaskStatus.PENDING)
@@ -88,7 +88,8 @@ async def assign_task(session: AsyncSession, ctx: AppState, actor: Actor, task_i
     require(actor, *STAFF)
     task = await get_visible(session, actor, task_id)
     previous = task.assigned_user_id
-    assignee = await assignable(session, data.user_id) if data.user_id is not None else None
+    assignee = (await assignable(session, data.user_id, "user_id")
+                if data.user_id is not None else None)
     if previous == data.user_id:
         return TaskOut.model_validate(task)
     task.assigned_user_id = data.user_id

@@ -1,0 +1,152 @@
+"""The rough edges a newcomer hit (issue 20): request media types, field names in errors,
+who may be assigned a task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from quart import Quart
+from quart_schema import validate_request
+from quart_schema.validation import DataSource
+
+from taskapi.app import create_app
+from taskapi.http.bodies import declared_media_type
+from tests.support.values import PASSWORD
+
+PROBLEM = "application/problem+json"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _json_routes(app: Quart) -> list[tuple[str, str]]:
+    """(method, rule) of every route that declares a JSON body, mirror and aliases included."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if declared_media_type(app.view_functions[rule.endpoint]) != "application/json":
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS", "GET"}):
+            found.append((method, rule.rule))
+    return found
+
+
+async def test_every_json_route_refuses_a_form_body_with_415(app, client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    admin = await make_user("admin")
+    created = await client.post("/tasks", headers=admin.headers, json={"title": "keep me"})
+    task = await created.get_json()
+    routes = _json_routes(app)
+    assert len(routes) >= 20  # root, /api/v1 and the aliases
+    for method, rule in routes:
+        url = (rule.replace("<int:task_id>", str(task["id"]))
+               .replace("<int:user_id>", str(admin.id)))
+        response = await client.open(url, method=method, headers={**admin.headers, **FORM},
+                                     data="title=changed&status=completed")
+        assert response.status_code == 415, (method, url, response.status_code)
+        assert response.content_type == PROBLEM
+        body = await response.get_json()
+        assert body["code"] == "unsupported_media_type"
+        assert body["expected_content_type"] == "application/json"
+        assert "Content-Type: application/json" in body["detail"]
+        assert response.headers["Accept"] == "application/json"
+    # Nothing changed.
+    again = await client.get(f"/task/{task['id']}", headers=admin.headers)
+    assert (await again.get_json())["title"] == "keep me"
+
+
+async def test_curl_default_login_names_the_content_type(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user("employee")
+    # What `curl -X POST /login -d '{…}'` sends.
+    response = await client.post("/login", headers=FORM,
+                                 data=f'{{"email": "{user.email}", "password": "{PASSWORD}"}}')
+    assert response.status_code == 415
+    assert "application/json" in (await response.get_json())["detail"]
+    # A JSON subtype is JSON; the same body then logs in.
+    ok = await client.post("/login", headers={"Content-Type": "application/json; charset=utf-8"},
+                           data=f'{{"email": "{user.email}", "password": "{PASSWORD}"}}')
+    assert ok.status_code == 200
+
+
+async def test_routes_without_a_body_and_optional_bodies_take_none(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    manager = await make_user("manager")
+    report = await client.post("/reports", headers=manager.headers)  # no body, no type
+    assert report.status_code == 202
+    logout = await client.post("/logout", headers={**manager.headers, **FORM}, data="x=1")
+    assert logout.status_code == 204  # it declares no body: what is sent is ignored
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'"text"', b"42", b"null"])
+async def test_a_body_that_is_not_an_object_names_no_class(client, payload) -> None:  # type: ignore[no-untyped-def]
+    response = await client.post("/login", data=payload,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    text = (await response.get_data()).decode()
+    assert "LoginIn" not in text and "instance of" not in text
+    body = await response.get_json()
+    assert body["errors"][0]["msg"] == "Input should be a JSON object"
+
+
+class _Form(BaseModel):
+    username: str
+
+
+@pytest.fixture
+async def form_app(settings, redis_sync):  # type: ignore[no-untyped-def]
+    """An app with a form-encoded route, as `POST /token` (another branch) will be."""
+    app = create_app(settings)
+
+    @app.post("/_form")
+    @validate_request(_Form, source=DataSource.FORM)
+    async def form_route(data: _Form) -> dict[str, str]:
+        return {"username": data.username}
+
+    async with app.test_app() as test_app:
+        yield test_app.app
+
+
+async def test_a_form_route_declares_its_own_media_type(form_app) -> None:  # type: ignore[no-untyped-def]
+    client = form_app.test_client()
+    ok = await client.post("/_form", headers=FORM, data="username=ada")
+    assert ok.status_code == 200 and (await ok.get_json()) == {"username": "ada"}
+    refused = await client.post("/_form", json={"username": "ada"})
+    assert refused.status_code == 415
+    assert (await refused.get_json())["expected_content_type"] == (
+        "application/x-www-form-urlencoded")
+
+
+# --- who may be assigned ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("who", ["admin", "pending", "unknown"])
+async def test_only_approved_employees_and_managers_are_assignable(client, make_user, who) -> None:  # type: ignore[no-untyped-def]
+    manager = await make_user("manager")
+    target_id = {"admin": lambda: make_user("admin"),
+                 "pending": lambda: make_user("employee", approved=False)}
+    target: Any = await target_id[who]() if who in target_id else None
+    user_id = target.id if target else 999_999
+    created = await client.post("/tasks", headers=manager.headers, json={"title": "t"})
+    task = await created.get_json()
+    response = await client.put(f"/task/{task['id']}/assign", headers=manager.headers,
+                                json={"user_id": user_id})
+    assert response.status_code == 422, who
+    body = await response.get_json()
+    assert body["code"] == "invalid_assignee"
+    assert [e["loc"] for e in body["errors"]] == [["user_id"]]
+    create = await client.post("/tasks", headers=manager.headers,
+                               json={"title": "t", "assigned_user_id": user_id})
+    assert create.status_code == 422
+    assert [e["loc"] for e in (await create.get_json())["errors"]] == [["assigned_user_id"]]
+    still = await client.get(f"/task/{task['id']}", headers=manager.headers)
+    assert (await still.get_json())["assigned_user_id"] is None
+    listed = await client.get("/tasks", headers=manager.headers)
+    assert len(await listed.get_json()) == 1  # the refused create added nothing
+
+
+@pytest.mark.parametrize("role", ["employee", "manager"])
+async def test_employees_and_managers_are_assignable(client, make_user, role) -> None:  # type: ignore[no-untyped-def]
+    manager = await make_user("manager")
+    target = await make_user(role)
+    created = await client.post("/tasks", headers=manager.headers, json={"title": "t"})
+    task = await created.get_json()
+    response = await client.put(f"/task/{task['id']}/assign", headers=manager.headers,
+                                json={"user_id": target.id})
+    assert response.status_code == 200
+    assert (await response.get_json())["assigned_user_id"] == target.id
