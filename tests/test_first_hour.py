@@ -150,3 +150,56 @@ async def test_employees_and_managers_are_assignable(client, make_user, role) ->
                                 json={"user_id": target.id})
     assert response.status_code == 200
     assert (await response.get_json())["assigned_user_id"] == target.id
+
+
+# --- links keep the prefix; the alias rule ----------------------------------------------------
+
+@pytest.mark.parametrize("prefix", ["", "/api/v1"])
+async def test_location_keeps_the_prefix_the_request_came_in_on(client, make_user, prefix) -> None:  # type: ignore[no-untyped-def]
+    manager = await make_user("manager")
+    created = await client.post(f"{prefix}/tasks", headers=manager.headers, json={"title": "t"})
+    task = await created.get_json()
+    assert created.headers["Location"] == f"{prefix}/task/{task['id']}"
+    followed = await client.get(created.headers["Location"], headers=manager.headers)
+    assert followed.status_code == 200 and (await followed.get_json())["id"] == task["id"]
+    report = await client.post(f"{prefix}/reports", headers=manager.headers)
+    job = await report.get_json()
+    assert report.headers["Location"] == f"{prefix}/reports/{job['job_id']}"
+    assert (await client.get(report.headers["Location"], headers=manager.headers)).status_code == 200
+    for _ in range(2):
+        await client.post(f"{prefix}/tasks", headers=manager.headers, json={"title": "more"})
+    page = await client.get(f"{prefix}/tasks?limit=1", headers=manager.headers)
+    assert page.headers["Link"].startswith(f"<{prefix}/tasks?")
+
+
+@pytest.mark.parametrize("prefix", ["", "/api/v1"])
+async def test_every_task_route_answers_at_tasks_and_users_at_user(client, make_user, prefix) -> None:  # type: ignore[no-untyped-def]
+    admin = await make_user("admin")
+    employee = await make_user("employee")
+    created = await client.post(f"{prefix}/tasks", headers=admin.headers, json={"title": "t"})
+    base = f"{prefix}/tasks/{(await created.get_json())['id']}"
+    h = admin.headers
+    assert (await client.get(base, headers=h)).status_code == 200
+    assert (await client.put(base, headers=h, json={"title": "renamed"})).status_code == 200
+    status = await client.put(f"{base}/status", headers=h, json={"status": "in-progress"})
+    assert status.status_code == 200 and (await status.get_json())["status"] == "in-progress"
+    assign = await client.put(f"{base}/assign", headers=h, json={"user_id": employee.id})
+    assert (await assign.get_json())["assigned_user_id"] == employee.id
+    user = await client.get(f"{prefix}/user/{employee.id}", headers=h)
+    assert user.status_code == 200 and (await user.get_json())["id"] == employee.id
+    changed = await client.put(f"{prefix}/user/{employee.id}", headers=h, json={"role": "manager"})
+    assert (await changed.get_json())["role"] == "manager"
+    assert (await client.delete(base, headers=h)).status_code == 204
+    assert (await client.get(base, headers=h)).status_code == 404
+    assert (await client.delete(f"{prefix}/user/{employee.id}", headers=h)).status_code == 204
+    # /user/ is an alias of /users/{id} only, not of the collection or the actions.
+    assert (await client.get(f"{prefix}/user/pending", headers=h)).status_code == 404
+
+
+async def test_the_spec_documents_each_operation_once(client) -> None:  # type: ignore[no-untyped-def]
+    spec = await (await client.get("/openapi.json")).get_json()
+    paths = set(spec["paths"])
+    assert not [p for p in paths if p.startswith(("/tasks/{", "/user/{", "/api/v1"))]
+    assert {"/task/{task_id}", "/task/{task_id}/status", "/task/{task_id}/assign",
+            "/users/{user_id}"} <= paths
+    assert "`/tasks/{id}…`" in spec["info"]["description"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, url_for
 from quart_schema import document_request, tag, validate_response
 
 from taskapi.http.current import db_session, runtime
@@ -28,7 +28,7 @@ async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
     """
     data = await optional_body(ReportCreate)
     report, _ = await reports.request_report(db_session(), runtime(), actor(), data)
-    return report, 202, {"Location": f"/reports/{report.job_id}"}
+    return report, 202, {"Location": url_for(".report_status", job_id=report.job_id)}
 
 
 @bp.get("/reports/<job:job_id>")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, url_for
 from quart_schema import (
     document_querystring,
     document_response,
@@ -71,7 +71,7 @@ async def my_tasks() -> Response:
 async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
     """Create a task, optionally assigned to an approved user (who is emailed)."""
     task = await tasks.create_task(db_session(), runtime(), actor(), data)
-    return task, 201, {"Location": f"/task/{task.id}"}
+    return task, 201, {"Location": url_for(".get_task", task_id=task.id)}
 
 
 @bp.get("/task/<int:task_id>")
@@ -81,7 +81,7 @@ async def create_task(data: TaskCreate) -> tuple[TaskOut, int, dict[str, str]]:
 @require_role(*ANY)
 @document_response(TaskOut)
 async def get_task(task_id: int) -> Response:
-    """One task: its assignee, managers and admins (anyone else gets 404). Also /tasks/{id}."""
+    """One task: its assignee, managers and admins (anyone else gets 404)."""
     entry = await tasks.get_task_cached(runtime(), actor(), task_id, prefetched())
     return entry_response(entry)
 
@@ -92,7 +92,7 @@ async def get_task(task_id: int) -> Response:
 @validate_request(TaskUpdate)
 @validate_response(TaskOut)
 async def update_task(task_id: int, data: TaskUpdate) -> TaskOut:
-    """Change title, description or deadline (only the fields sent). Also /tasks/{id}."""
+    """Change title, description or deadline (only the fields sent)."""
     return await tasks.update_task(db_session(), runtime(), actor(), task_id, data)
 
 
@@ -121,12 +121,6 @@ async def assign(task_id: int, data: TaskAssign) -> TaskOut:
 @require_role(ADMIN)
 @no_content
 async def delete_task(task_id: int) -> tuple[str, int]:
-    """Delete a task (admins). Also /tasks/{id}."""
+    """Delete a task (admins)."""
     await tasks.delete_task(db_session(), runtime(), actor(), task_id)
     return "", 204
-
-
-# The plural aliases serve the same views; the spec documents each operation once.
-for _view, _method in ((get_task, "GET"), (update_task, "PUT"), (delete_task, "DELETE")):
-    bp.add_url_rule("/tasks/<int:task_id>", endpoint=f"{_view.__name__}_alias",
-                    view_func=_view, methods=[_method])
