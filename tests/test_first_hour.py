@@ -203,3 +203,71 @@ async def test_the_spec_documents_each_operation_once(client) -> None:  # type: 
     assert {"/task/{task_id}", "/task/{task_id}/status", "/task/{task_id}/assign",
             "/users/{user_id}"} <= paths
     assert "`/tasks/{id}…`" in spec["info"]["description"]
+
+
+# --- problem types lead somewhere ------------------------------------------------------------
+
+def _codes_in_source() -> set[str]:
+    """Every problem code the package can answer with, found in its source."""
+    import re
+    from pathlib import Path
+
+    import taskapi
+
+    pattern = re.compile(r"""(?:APIError\(\s*\d{3},\s*|problem\(\s*\d{3},\s*|conflict\(\s*"""
+                         r"""|unauthorized\(\s*)"([a-z_]+)\"""")
+    found: set[str] = set()
+    for path in Path(taskapi.__file__).parent.rglob("*.py"):
+        found |= set(pattern.findall(path.read_text()))
+    return found | {"not_found", "method_not_allowed"}  # werkzeug's, named by status
+
+
+def test_every_code_in_the_source_is_in_the_catalog_and_the_readme() -> None:
+    from pathlib import Path
+
+    from taskapi.core.problem_catalog import CATALOG
+
+    codes = _codes_in_source()
+    assert len(codes) > 25
+    assert codes - set(CATALOG) == set()
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert [code for code in CATALOG if f"`{code}`" not in readme] == []
+
+
+async def test_problem_type_is_absolute_and_answers_a_page(client, app_with) -> None:  # type: ignore[no-untyped-def]
+    response = await client.get("/no/such/thing")
+    body = await response.get_json()
+    assert body["type"] == "http://localhost/problems/not_found"  # the request's base URL
+    page = await client.get("/problems/not_found")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    text = (await page.get_data()).decode()
+    assert "<h1>Not found</h1>" in text and "404" in text
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    async with app_with(public_url="https://tasks.example.com/") as app:
+        other = await app.test_client().get("/api/v1/tasks")
+        assert (await other.get_json())["type"] == (
+            "https://tasks.example.com/problems/not_authenticated")
+
+
+async def test_every_catalog_page_is_escaped_and_unknown_codes_are_404(client) -> None:  # type: ignore[no-untyped-def]
+    from taskapi.core.problem_catalog import CATALOG
+
+    for code in CATALOG:
+        page = await client.get(f"/problems/{code}")
+        text = (await page.get_data()).decode()
+        assert page.status_code == 200, code
+        assert "<script" not in text and "`" not in text  # code spans became <code>
+    missing = await client.get("/problems/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert missing.status_code == 404 and missing.content_type == PROBLEM
+    assert "<script>" not in (await missing.get_data()).decode()
+
+
+def test_the_page_escapes_what_it_shows(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from taskapi.core import problem_catalog
+    from taskapi.http.blueprints.problem_pages import render
+
+    monkeypatch.setitem(problem_catalog.CATALOG, "x", problem_catalog.ProblemType(
+        400, "<b>bold</b>", "a `<img src=x onerror=alert(1)>` here & <i>there</i>"))
+    text = render("x")
+    assert "<img" not in text and "<i>" not in text and "<b>" not in text
+    assert "<code>&lt;img src=x onerror=alert(1)&gt;</code>" in text

@@ -59,6 +59,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("docs.docs_page", "GET"): Access(ANYONE),
     ("docs.docs_init", "GET"): Access(ANYONE),
     ("docs.static", "GET"): Access(ANYONE),
+    ("problem_pages.problem_page", "GET"): Access(ANYONE),
     ("auth.register", "POST"): Access(ANYONE, _new_account),
     ("auth.login", "POST"): Access(ANYONE, lambda c: {"email": c.other.email,
                                                       "password": PASSWORD}),
@@ -117,7 +118,8 @@ async def test_every_route_has_an_entry_in_the_table(app) -> None:  # type: igno
 async def test_every_api_route_is_mirrored_under_api_v1(app) -> None:  # type: ignore[no-untyped-def]
     rules = {(r.rule, tuple(sorted(r.methods or ()))) for r in app.url_map.iter_rules()}
     root_only = {"/healthz", "/readyz", "/docs", "/docs/init.js", "/openapi.json", "/metrics",
-                 "/docs/static/<path:filename>"}
+                 "/docs/static/<path:filename>",
+                 "/problems/<code>"}
     missing = [rule for rule, methods in rules
                if not rule.startswith(API_PREFIX) and rule not in root_only
                and (API_PREFIX + rule, methods) not in rules]
@@ -167,7 +169,8 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
 
 def _url(app: Any, rule: Any, method: str, ctx: Context) -> str:
     values: dict[str, Any] = {"task_id": ctx.task_id, "job_id": ctx.job_id,
-                              "filename": "swagger-ui.css"}
+                              "filename": "swagger-ui.css",
+                              "code": "not_found"}
     pending_target = rule.endpoint.endswith(("users.approve", "users.reject"))
     values["user_id"] = ctx.pending.id if pending_target else ctx.target.id
     args = {name: values[name] for name in rule.arguments}

@@ -2,9 +2,19 @@
 
 from quart import Blueprint
 
-from taskapi.http.blueprints import auth, docs, health, metrics, reports, stats, tasks, users
+from taskapi.http.blueprints import (
+    auth,
+    docs,
+    health,
+    metrics,
+    problem_pages,
+    reports,
+    stats,
+    tasks,
+    users,
+)
 
 # Served at the root only.
-ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp]
+ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp, problem_pages.bp]
 # Served at the root and mirrored under /api/v1.
 API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, stats.bp, reports.bp]
