@@ -271,3 +271,59 @@ def test_the_page_escapes_what_it_shows(monkeypatch) -> None:  # type: ignore[no
     text = render("x")
     assert "<img" not in text and "<i>" not in text and "<b>" not in text
     assert "<code>&lt;img src=x onerror=alert(1)&gt;</code>" in text
+
+
+# --- datetimes need an offset ----------------------------------------------------------------
+
+async def test_a_datetime_without_an_offset_is_422_in_body_and_query(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    manager = await make_user("manager")
+    h = manager.headers
+    created = await client.post("/tasks", headers=h, json={"title": "t",
+                                                           "deadline": "2026-12-24T17:00"})
+    assert created.status_code == 422
+    error = (await created.get_json())["errors"][0]
+    assert error["loc"] == ["deadline"] and error["type"] == "naive_datetime"
+    assert "offset" in error["msg"] and "Z" in error["msg"]
+    assert await (await client.get("/tasks", headers=h)).get_json() == []  # nothing created
+    ok = await client.post("/tasks", headers=h, json={"title": "t",
+                                                      "deadline": "2026-12-24T17:00+01:00"})
+    task = await ok.get_json()
+    assert task["deadline"].startswith("2026-12-24T16:00:00")
+    update = await client.put(f"/task/{task['id']}", headers=h,
+                              json={"deadline": "2026-12-25T09:00:00"})
+    assert update.status_code == 422
+    assert (await update.get_json())["errors"][0]["type"] == "naive_datetime"
+    for name in ("due_before", "due_after"):
+        listed = await client.get(f"/tasks?{name}=2026-12-24T17:00", headers=h)
+        assert listed.status_code == 422, name
+        assert (await listed.get_json())["errors"][0]["loc"] == [name]
+        mine = await client.get(f"/tasks/mine?{name}=2026-12-24T17:00", headers=h)
+        assert mine.status_code == 422, name
+    dated = await client.get("/tasks?due_before=2026-12-25", headers=h)  # a date: 00:00 UTC
+    assert [t["id"] for t in await dated.get_json()] == [task["id"]]
+    zulu = await client.get("/tasks?due_after=2026-12-24T16:30:00Z", headers=h)
+    assert await zulu.get_json() == []
+
+
+# --- the shutdown log says one true thing -----------------------------------------------------
+
+async def test_sigterm_to_serve_logs_one_true_stop(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`taskapi serve` with embedded Redis (the worker in-process): SIGTERM is logged once, by
+    the supervisor; the worker's stop names no signal it never got (arq said SIGTERM, then
+    SIGUSR1)."""
+    import asyncio
+    import signal
+
+    from tests.support.ports import free_port
+    from tests.support.processes import cli_env, serve
+
+    env = cli_env(tmp_path / "data")  # no REDIS_URL: embedded, worker in this process
+    port = free_port()
+    with serve(env, port=port, stop=False) as (_base, process):
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 60) == 0
+    log = (tmp_path / f"serve-{port}.log").read_text()
+    assert "SIGUSR1" not in log
+    assert log.count("SIGTERM") == 1, log
+    assert "SIGTERM: finishing in-flight requests" in log
+    assert log.count("in-process worker stopped") == 1, log

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # Syntax only (RFC 5321 dot-atom local part, LDH labels). No deliverability or special-use
 # check: reserved domains such as .test and .example are valid addresses here.
@@ -32,12 +33,19 @@ MAX_ID = 2**31 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
+# At most MAX_TEXT_SHOWN (100) characters: a 422 shows no more of a message.
+NAIVE_MESSAGE = ("needs a UTC offset, e.g. 2026-12-24T17:00:00Z or …+01:00 "
+                 "(a date alone is 00:00 UTC)")
+
+
 def in_utc(value: datetime) -> datetime:
-    """The instant in UTC (a naive datetime is taken as UTC already). ValueError when UTC
-    falls outside years 1-9999 (`9999-12-31T23:59:59-01:00`): Python cannot represent it, so
-    it must be refused here, not fail (a 500) wherever it is converted later."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+    """The instant in UTC. A datetime without an offset is refused (422 `naive_datetime`),
+    in bodies and query strings alike: guessing its zone would silently move a deadline by
+    hours. ValueError when UTC falls outside years 1-9999 (`9999-12-31T23:59:59-01:00`):
+    Python cannot represent it, so it must be refused here, not fail (a 500) wherever it is
+    converted later."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError("naive_datetime", NAIVE_MESSAGE)
     try:
         return value.astimezone(UTC)
     except OverflowError:

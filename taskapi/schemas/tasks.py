@@ -39,9 +39,10 @@ def _read(value: object) -> object:
 UTCInstant = Annotated[
     datetime,
     BeforeValidator(_read),
-    AfterValidator(in_utc),  # a naive datetime is UTC; out of range in UTC: 422
-    Field(description="ISO 8601 date (`2030-01-15`, meaning 00:00 UTC) or datetime; "
-                      "returned in UTC.",
+    AfterValidator(in_utc),  # without an offset, or out of range in UTC: 422
+    Field(description="ISO 8601 date (`2030-01-15`, meaning 00:00 UTC) or datetime with an "
+                      "offset (`Z`, `+01:00`); one without an offset is a 422 "
+                      "(`naive_datetime`). Returned in UTC.",
           examples=["2030-01-15", "2030-01-15T17:00:00+01:00"]),
 ]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
