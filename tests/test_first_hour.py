@@ -327,3 +327,63 @@ async def test_sigterm_to_serve_logs_one_true_stop(tmp_path) -> None:  # type: i
     assert log.count("SIGTERM") == 1, log
     assert "SIGTERM: finishing in-flight requests" in log
     assert log.count("in-process worker stopped") == 1, log
+
+
+# --- emails ------------------------------------------------------------------------------------
+
+async def test_assignment_email_names_the_assigner_and_says_overdue(make_settings, redis_sync, redis_url, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Through the outbox files of the embedded default (no SMTP host)."""
+    import email
+    import email.policy
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from taskapi.app import create_app
+    from tests.support.worker import run_worker_burst
+
+    settings = make_settings()
+    manager = await make_user("manager", name="maria")
+    employee = await make_user("employee", name="ed")
+    past = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    app = create_app(settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        late = await client.post("/tasks", headers=manager.headers, json={
+            "title": "File the report", "deadline": past.isoformat(),
+            "assigned_user_id": employee.id})
+        assert late.status_code == 201
+        on_time = await client.post("/tasks", headers=manager.headers, json={
+            "title": "Plan the week", "deadline": "2999-01-01", "assigned_user_id": employee.id})
+        assert on_time.status_code == 201
+    await run_worker_burst(settings, redis_url)
+    files = sorted((settings.data_dir / "outbox").glob("*.eml"))
+    assert len(files) == 2
+    for path in files:
+        assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}Z-assigned-ed@example\.test(-\d+)?\.eml",
+                            path.name), path.name
+    messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                for p in files]
+    by_subject = {m["Subject"]: m for m in messages}
+    late_mail = by_subject["New task for you: File the report"]
+    text = late_mail.get_body(("plain",)).get_content()
+    assert "maria assigned you a task" in text
+    assert f"Overdue since {past:%Y-%m-%d %H:%M} UTC" in text
+    html = late_mail.get_body(("html",)).get_content()
+    assert "maria assigned you" in html and "Overdue since" in html
+    other = by_subject["New task for you: Plan the week"].get_body(("plain",)).get_content()
+    assert "maria assigned you a task" in other and "Overdue" not in other
+    for message in messages:
+        assert message["Date"].endswith("+0000"), message["Date"]
+
+
+def test_outbox_file_names_are_sanitised(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from taskapi.mail import eml_path
+
+    now = datetime(2026, 12, 24, 17, 0, 0, 123456, tzinfo=UTC)
+    path = eml_path(tmp_path, "welcome", "../../etc/x y\r\n@a.test", now)
+    assert path.parent == tmp_path
+    assert path.name == "20261224T170000.123456Z-welcome-_.._etc_x_y_@a.test.eml"
+    path.write_text("taken")
+    assert eml_path(tmp_path, "welcome", "../../etc/x y\r\n@a.test", now).name.endswith("-2.eml")

@@ -31,7 +31,8 @@ async def create_task(session: AsyncSession, ctx: AppState, actor: Actor,
     await session.flush()
     email_key = None
     if assignee is not None:
-        email_key = await notifications.assigned(session, ctx.settings, task, assignee)
+        email_key = await notifications.assigned(session, ctx.settings, task, assignee,
+                                                   actor.id)
     await session.commit()
     await after_write(ctx, task.id, task.assigned_user_id)
     if email_key:
@@ -96,7 +97,8 @@ async def assign_task(session: AsyncSession, ctx: AppState, actor: Actor, task_i
     email_key = None
     if assignee is not None:
         task.assign_seq += 1
-        email_key = await notifications.assigned(session, ctx.settings, task, assignee)
+        email_key = await notifications.assigned(session, ctx.settings, task, assignee,
+                                                   actor.id)
     await session.commit()
     await after_write(ctx, task.id, previous, task.assigned_user_id)
     if email_key:
