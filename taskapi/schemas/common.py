@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -52,6 +52,12 @@ def in_utc(value: datetime) -> datetime:
         raise ValueError("out of range: in UTC it must fall within years 1 to 9999") from None
 
 
+def component(title: str, example: dict[str, Any]) -> ConfigDict:
+    """A model's OpenAPI identity: the component name it is published under (`Task`, not
+    the class's `TaskOut`) and a realistic example (not Swagger's `"string"`)."""
+    return ConfigDict(title=title, json_schema_extra={"examples": [example]})
+
+
 # A datetime in a cursor: as handed out (with an offset), within range in UTC.
 CursorInstant = Annotated[AwareDatetime, AfterValidator(in_utc)]
 
@@ -59,7 +65,13 @@ CursorInstant = Annotated[AwareDatetime, AfterValidator(in_utc)]
 class Problem(BaseModel):
     """An error (RFC 9457 problem details), served as application/problem+json."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", **component("Problem", {
+        "type": "https://tasks.example.com/problems/validation_error",
+        "title": "Unprocessable Content", "status": 422,
+        "detail": "The request body is invalid.", "code": "validation_error",
+        "request_id": "9f1c2e7a4b3d4e5f", "error_count": 1,
+        "errors": [{"loc": ["deadline"], "msg": "needs a UTC offset, e.g. "
+                    "2026-12-24T17:00:00Z", "type": "naive_datetime"}]}))
 
     type: str
     title: str

@@ -18,6 +18,7 @@ from taskapi.http.prefetch import prefetch, prefetched
 from taskapi.http.responses import canonical_query, entry_response, parse_query
 from taskapi.models import Role
 from taskapi.schemas.tasks import (
+    MyTaskListQuery,
     TaskAssign,
     TaskCreate,
     TaskListQuery,
@@ -54,10 +55,10 @@ async def list_tasks() -> Response:
 @prefetch(lambda user_id, _args, query: tasks.mine_spec(user_id, query))
 @tag_
 @require_role(*ANY)
-@document_querystring(TaskListQuery)
+@document_querystring(MyTaskListQuery)
 @document_response(list[TaskOut])
 async def my_tasks() -> Response:
-    """Your tasks (same filters; `assigned_user_id` is always you)."""
+    """Your tasks: the filters of `GET /tasks` but `assigned_user_id` (always you)."""
     entry = await tasks.list_tasks_cached(runtime(), actor(), canonical_query(), _query,
                                           mine=True, prefetched=prefetched())
     return entry_response(entry)
