@@ -28,6 +28,7 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 PROBLEMS_ATTRIBUTE = "_taskapi_problems"
 NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
 NO_LOCATION_ATTRIBUTE = "_taskapi_no_location"
+OPTIONAL_BODY_ATTRIBUTE = "_taskapi_optional_body"
 API_PREFIX = "/api/v1"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -46,6 +47,12 @@ def problems(*statuses: int) -> Callable[[F], F]:
 def no_content(func: F) -> F:
     """Document a 204 (no body) as the route's success response."""
     setattr(func, NO_CONTENT_ATTRIBUTE, True)
+    return func
+
+
+def optional_body(func: F) -> F:
+    """Document the route's request body as optional (it reads an empty one as defaults)."""
+    setattr(func, OPTIONAL_BODY_ATTRIBUTE, True)
     return func
 
 
@@ -180,6 +187,9 @@ class Provider(OpenAPIProvider):
             int(status): response for status, response in operation["responses"].items()}
         if getattr(func, NO_CONTENT_ATTRIBUTE, False):
             responses[204] = {"description": "Done; no content."}
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = not getattr(func, OPTIONAL_BODY_ATTRIBUTE,
+                                                               False)
         for status, response in responses.items():
             if not response.get("description") or response["description"].startswith("Built-in"):
                 response["description"] = HTTPStatus(status).phrase  # not list's docstring

@@ -7,6 +7,7 @@ from quart_schema import document_request, tag, validate_response
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
+from taskapi.http.openapi import optional_body as documented_optional
 from taskapi.http.responses import optional_body
 from taskapi.models import Role
 from taskapi.schemas.reports import ReportCreate, ReportOut
@@ -20,6 +21,7 @@ tag_ = tag(["reports"])
 @tag_
 @require_role(Role.ADMIN, Role.MANAGER)
 @document_request(ReportCreate)
+@documented_optional
 @validate_response(ReportOut, 202)
 async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
     """Ask for a task summary by email (202); the same ask within a minute returns that job.
