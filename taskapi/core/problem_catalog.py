@@ -4,6 +4,7 @@ A problem's `type` is `{PUBLIC_URL or the request's base URL}/problems/<code>`, 
 `GET /problems/<code>` answers a short page from this catalog (`http/blueprints/
 problem_pages.py`). A code missing here would be a link to nowhere: `tests/test_first_hour.py`
 finds every code in the source and checks it is listed (and the README lists them all).
+(decision 034)
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ A route declares its body with quart-schema (`@validate_request(Model)` or
 `source=DataSource.FORM` (a form-encoded route such as an OAuth2 `POST /token`). A body in
 any other media type is a 415 problem naming the one expected, before anything reads it
 (curl's `-d` sends `application/x-www-form-urlencoded`, which would otherwise surface as a
-confusing validation error). Routes that declare no body ignore whatever is sent.
+confusing validation error). Routes that declare no body ignore whatever is sent
+(decision 033).
 """
 
 from __future__ import annotations

@@ -124,6 +124,7 @@ def name_bodies(spec: dict[str, Any]) -> None:
     `components.schemas` under its title (`component()` in schemas/common.py: `Task` for
     `TaskOut`), the components quart-schema named by class are renamed to their titles,
     and each body gets its model's first example (Swagger UI shows it, not `"string"`).
+    (decision 036)
     """
     schemas: dict[str, Any] = spec["components"]["schemas"]
     renames = {key: value["title"] for key, value in schemas.items()
