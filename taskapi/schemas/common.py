@@ -41,9 +41,9 @@ NAIVE_MESSAGE = ("needs a UTC offset, e.g. 2026-12-24T17:00:00Z or …+01:00 "
 def in_utc(value: datetime) -> datetime:
     """The instant in UTC. A datetime without an offset is refused (422 `naive_datetime`),
     in bodies and query strings alike: guessing its zone would silently move a deadline by
-    hours (decision 035). ValueError when UTC falls outside years 1-9999 (`9999-12-31T23:59:59-01:00`):
-    Python cannot represent it, so it must be refused here, not fail (a 500) wherever it is
-    converted later."""
+    hours (decision 035). ValueError when UTC falls outside years 1-9999
+    (`9999-12-31T23:59:59-01:00`): Python cannot represent it, so it must be refused here,
+    not fail (a 500) wherever it is converted later."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise PydanticCustomError("naive_datetime", NAIVE_MESSAGE)
     try:
