@@ -21,7 +21,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # The build context is trimmed by .dockerignore (no .git, .venv, var/, tests, .env ...).
 COPY . .
-# A regular (non-editable) install: pip builds the project's wheel (PEP 517, setuptools) and
+# A regular (non-editable) install: pip builds the project's wheel (PEP 517, hatchling) and
 # installs it with its dependencies (uvloop, asyncpg, hypercorn ...) into /opt/venv.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install .

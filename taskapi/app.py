@@ -21,7 +21,10 @@ from taskapi.core.logs import configure_logging, request_id_for, request_id_var
 from taskapi.core.redis_client import keep_probing
 from taskapi.core.state import AppState
 from taskapi.http.admission import ConcurrencyLimit, body_error
+from taskapi.http.aliases import DESCRIPTION as ALIASES
+from taskapi.http.aliases import add_aliases
 from taskapi.http.blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
+from taskapi.http.bodies import check_media_type
 from taskapi.http.cached_reads import STARTED_KEY, CachedReads
 from taskapi.http.current import EXTENSION_KEY, close_db_session
 from taskapi.http.gate import identify_and_limit
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         info={"title": "taskapi", "version": __version__,
               "description": "Task management API: users, approval, JWT sessions, tasks, "
                              "email reminders and reports. Every route is also served under "
-                             f"`{API_PREFIX}`."},
+                             f"`{API_PREFIX}`. {ALIASES}"},
         security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer",
                                          "bearer_format": "JWT"}},
         openapi_provider_class=Provider,
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     for blueprint in API_BLUEPRINTS:
         app.register_blueprint(blueprint)
         app.register_blueprint(blueprint, url_prefix=API_PREFIX, name=f"v1_{blueprint.name}")
+    add_aliases(app)  # /tasks/{id}… and /user/{id}, at the root and under /api/v1
 
     _install_request_hooks(app)
     _install_lifecycle(app)
@@ -118,6 +122,8 @@ def _install_request_hooks(app: Quart) -> None:
             raise error
         check_ids(request.view_args)
         await identify_and_limit()
+        if request.method in BODY_METHODS:
+            await check_media_type()  # 415 for a body that is not the route's type
 
     @app.after_request
     async def _finish(response: Response) -> Response:

@@ -132,9 +132,9 @@ async def test_one_reminder_per_local_day_at_the_local_hour_across_dst(make_sett
     sent: list[tuple[str, datetime]] = []
     real_send = mail.Mailer.send
 
-    async def record(self: mail.Mailer, message: Any) -> None:
+    async def record(self: mail.Mailer, message: Any, kind: str = "email") -> None:
         sent.append((message["To"], clock))
-        await real_send(self, message)
+        await real_send(self, message, kind)
 
     start = datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(zone)) - timedelta(days=1)
     clock = start.astimezone(UTC)
@@ -271,8 +271,8 @@ async def test_report_end_to_end(smtp_settings, smtp_sink, redis_sync, redis_url
     assert sorted(reports) == ["Task report: last 30 days", "Task report: last 7 days"]
     assert {m["To"] for m in reports.values()} == {manager.email}
     text = _text(reports["Task report: last 30 days"])
-    assert "Tasks: 3 in all" in text and "Completed in the period: 1" in text
-    assert "late one" in text and "Overdue: 1" in text
+    assert "All tasks now, whenever created: 3" in text and "Completed: 1" in text and "Created:   3" in text
+    assert "late one" in text and "Overdue now (not completed, deadline passed): 1" in text
     assert employee.email.split("@")[0] in text and "unassigned" in text
 
 

@@ -98,12 +98,15 @@ def test_a_real_browser_renders_the_docs_with_no_csp_violation(  # type: ignore[
     with serve(env, "--no-worker") as base:
         assert "Content-Security-Policy" in httpx.get(f"{base}/docs").headers
         # The deep link opens one operation, so its schemas and examples render too.
-        run = _chromium(f"{base}/docs#/auth/post_login", tmp_path / "profile")
+        run = _chromium(f"{base}/docs#/auth/login", tmp_path / "profile")
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert [line for line in console if "Content Security Policy" in line] == []
     assert [line for line in console if "rror" in line] == []  # Error, error: none at all
     paths = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', run.stdout))
     assert {"/login", "/token/refresh", "/tasks", "/healthz"} <= paths, run.stdout[-2000:]
-    assert re.search(r'class="opblock opblock-post is-open" id="operations-auth-post_login"',
+    assert re.search(r'class="opblock opblock-post is-open" id="operations-auth-login"',
                      run.stdout)
     assert "Request body" in run.stdout and "application/problem+json" in run.stdout
+    # The body's example is the model's own (issue 20), not Swagger's "string" placeholders.
+    assert "ada@example.com" in run.stdout and "correct horse battery" in run.stdout
+    assert "additionalProp1" not in run.stdout

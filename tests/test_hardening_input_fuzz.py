@@ -143,7 +143,10 @@ def targets_of(spec: dict[str, Any]) -> list[Target]:
             found += [Target(method.upper(), path, name, False, [None])
                       for name, schema in query.items() if _is_datetime(schema)]
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
-            properties = body.get("schema", {}).get("properties", {})
+            schema = body.get("schema", {})
+            if "$ref" in schema:  # a named component (#/components/schemas/NewTask)
+                schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+            properties = schema.get("properties", {})
             found += [Target(method.upper(), path, name, True, [None])
                       for name, schema in properties.items() if _is_datetime(schema)]
     return found

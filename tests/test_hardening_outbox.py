@@ -193,7 +193,8 @@ def test_header_text_is_one_line(smtp_settings, subject: str) -> None:  # type: 
     assert folded.startswith("a") and folded.endswith("b") and folded.isprintable()
     assert b"\r\nBcc" not in bytes(message)
     assert mail.render("assigned", username="u", title=subject, status="pending",
-                       deadline=None, description="").subject == f"New task for you: {folded}"
+                       deadline=None, description="", assigner="m", overdue=False,
+                       task_id=1).subject == f"New task for you: {folded}"
 
 
 # --- finding 11: the recipient's state is checked when the email is sent ------------------

@@ -147,7 +147,7 @@ async def test_due_reports_sent_once_by_the_real_worker(smtp_settings, smtp_sink
                                   f"{end:%Y-%m-%d %H:%M} ({past})")
     text = _text(message)
     assert f"Period: {start:%Y-%m-%d %H:%M %Z} to {end:%Y-%m-%d %H:%M %Z} ({past}, 24 h;" in text
-    assert "Tasks: 2 in all" in text and "late one" in text and "Overdue: 1" in text
+    assert "All tasks now, whenever created: 2" in text and "late one" in text and "Overdue now (not completed, deadline passed): 1" in text
     weekly_text = _text(by_to[weekly.email])
     assert f"{start - timedelta(days=6):%Y-%m-%d %H:%M %Z} to {end:%Y-%m-%d %H:%M %Z}" in weekly_text
     assert f"({past}, 168 h;" in weekly_text

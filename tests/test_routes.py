@@ -60,6 +60,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("docs.docs_page", "GET"): Access(ANYONE),
     ("docs.docs_init", "GET"): Access(ANYONE),
     ("docs.static", "GET"): Access(ANYONE),
+    ("problem_pages.problem_page", "GET"): Access(ANYONE),
     ("auth.register", "POST"): Access(ANYONE, _new_account),
     ("auth.login", "POST"): Access(ANYONE, lambda c: {"email": c.other.email,
                                                       "password": PASSWORD}),
@@ -75,8 +76,11 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("users.approve", "PUT"): Access(ADMIN),
     ("users.reject", "DELETE"): Access(ADMIN),
     ("users.get_user", "GET"): Access(ADMIN),
+    ("users.get_user_alias", "GET"): Access(ADMIN),
     ("users.update_user", "PUT"): Access(ADMIN, lambda c: {"role": "manager"}),
+    ("users.update_user_alias", "PUT"): Access(ADMIN, lambda c: {"role": "manager"}),
     ("users.delete_user", "DELETE"): Access(ADMIN),
+    ("users.delete_user_alias", "DELETE"): Access(ADMIN),
     ("tasks.list_tasks", "GET"): Access(STAFF),
     ("tasks.my_tasks", "GET"): Access(SIGNED_IN),
     ("tasks.create_task", "POST"): Access(STAFF, lambda c: {"title": "new"}),
@@ -86,7 +90,10 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("tasks.update_task_alias", "PUT"): Access(STAFF, lambda c: {"title": "changed"}),
     ("tasks.set_status", "PUT"): Access(TASK_READERS, lambda c: {"status": "completed"},
                                         hidden=frozenset({"employee"})),
+    ("tasks.set_status_alias", "PUT"): Access(TASK_READERS, lambda c: {"status": "completed"},
+                                              hidden=frozenset({"employee"})),
     ("tasks.assign", "PUT"): Access(STAFF, lambda c: {"user_id": None}),
+    ("tasks.assign_alias", "PUT"): Access(STAFF, lambda c: {"user_id": None}),
     ("tasks.delete_task", "DELETE"): Access(ADMIN),
     ("tasks.delete_task_alias", "DELETE"): Access(ADMIN),
     ("activity.history", "GET"): Access(TASK_READERS, hidden=frozenset({"employee"})),
@@ -121,7 +128,8 @@ async def test_every_route_has_an_entry_in_the_table(app) -> None:  # type: igno
 async def test_every_api_route_is_mirrored_under_api_v1(app) -> None:  # type: ignore[no-untyped-def]
     rules = {(r.rule, tuple(sorted(r.methods or ()))) for r in app.url_map.iter_rules()}
     root_only = {"/healthz", "/readyz", "/docs", "/docs/init.js", "/openapi.json", "/metrics",
-                 "/docs/static/<path:filename>"}
+                 "/docs/static/<path:filename>",
+                 "/problems/<code>"}
     missing = [rule for rule, methods in rules
                if not rule.startswith(API_PREFIX) and rule not in root_only
                and (API_PREFIX + rule, methods) not in rules]
@@ -177,7 +185,8 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
 def _url(app: Any, rule: Any, method: str, ctx: Context) -> str:
     values: dict[str, Any] = {"task_id": ctx.task_id, "job_id": ctx.job_id,
                               "comment_id": ctx.comment_id,
-                              "filename": "swagger-ui.css"}
+                              "filename": "swagger-ui.css",
+                              "code": "not_found"}
     pending_target = rule.endpoint.endswith(("users.approve", "users.reject"))
     values["user_id"] = ctx.pending.id if pending_target else ctx.target.id
     args = {name: values[name] for name in rule.arguments}

@@ -49,8 +49,9 @@ def observe_request(endpoint: str | None, method: str, status: int, seconds: flo
     key = (endpoint, method, status)
     children = _request_children.get(key)
     if children is None:
-        # The /api/v1 mirror is the same operation: one series per operation.
-        name = endpoint.removeprefix("v1_") if endpoint else "unmatched"
+        # The /api/v1 mirror and the aliases are the same operation: one series per operation.
+        name = (endpoint.removeprefix("v1_").removesuffix("_alias") if endpoint
+                else "unmatched")
         labels = (name, method, str(status))
         children = _request_children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
     children[0].inc()

@@ -30,6 +30,7 @@ NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
 NO_LOCATION_ATTRIBUTE = "_taskapi_no_location"
 CONDITIONAL_ATTRIBUTE = "_taskapi_conditional"
 IDEMPOTENT_ATTRIBUTE = "_taskapi_idempotent"
+OPTIONAL_BODY_ATTRIBUTE = "_taskapi_optional_body"
 API_PREFIX = "/api/v1"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -48,6 +49,12 @@ def problems(*statuses: int) -> Callable[[F], F]:
 def no_content(func: F) -> F:
     """Document a 204 (no body) as the route's success response."""
     setattr(func, NO_CONTENT_ATTRIBUTE, True)
+    return func
+
+
+def optional_body(func: F) -> F:
+    """Document the route's request body as optional (it reads an empty one as defaults)."""
+    setattr(func, OPTIONAL_BODY_ATTRIBUTE, True)
     return func
 
 
@@ -114,6 +121,62 @@ _IDEMPOTENCY_KEY = {
                    "still running a 409. Keys are per caller."}
 
 
+_REF = "#/components/schemas/"
+
+
+def _rewrite_refs(node: Any, renames: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_REF) and ref[len(_REF):] in renames:
+            node["$ref"] = _REF + renames[ref[len(_REF):]]
+        for value in node.values():
+            _rewrite_refs(value, renames)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite_refs(value, renames)
+
+
+def _bodies(spec: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """Every media-type object of a request or response body."""
+    for path_item in spec["paths"].values():
+        for operation in path_item.values():
+            yield from operation.get("requestBody", {}).get("content", {}).values()
+            for response in operation["responses"].values():
+                yield from response.get("content", {}).values()
+
+
+def name_bodies(spec: dict[str, Any]) -> None:
+    """Every request and response body a named component, used by `$ref`.
+
+    quart-schema inlines single-object bodies (only list items and enums get a `$ref`), so a
+    generated client had a Task class per operation. Here each model's schema goes to
+    `components.schemas` under its title (`component()` in schemas/common.py: `Task` for
+    `TaskOut`), the components quart-schema named by class are renamed to their titles,
+    and each body gets its model's first example (Swagger UI shows it, not `"string"`).
+    (decision 036)
+    """
+    schemas: dict[str, Any] = spec["components"]["schemas"]
+    renames = {key: value["title"] for key, value in schemas.items()
+               if isinstance(value.get("title"), str) and value["title"] != key}
+    for old, new in renames.items():
+        schemas[new] = schemas.pop(old)
+    _rewrite_refs(spec, renames)
+    for media in _bodies(spec):
+        schema = media.get("schema", {})
+        _rewrite_refs(schema, renames)
+        if "$ref" not in schema and isinstance(schema.get("title"), str) and (
+                schema.get("type") == "object"):
+            name = schema["title"]
+            if name in schemas and schemas[name] != schema:
+                raise ValueError(f"two different schemas are both named {name!r}")
+            schemas[name] = schema
+            media["schema"] = schema = {"$ref": _REF + name}
+        target = schema.get("$ref", "") or schema.get("items", {}).get("$ref", "")
+        examples = schemas.get(target[len(_REF):], {}).get("examples")
+        if examples and "example" not in media:
+            media["example"] = examples[0] if "items" not in schema else [examples[0]]
+
+
 class Provider(OpenAPIProvider):
     def generate_rules(self) -> Iterable[Rule]:
         """Each operation once: the /api/v1 mirror and the plural aliases are hidden."""
@@ -127,6 +190,7 @@ class Provider(OpenAPIProvider):
         spec = super().schema()
         spec["components"]["schemas"]["Problem"] = Problem.model_json_schema(
             ref_template="#/components/schemas/{model}")
+        name_bodies(spec)
         return spec
 
     def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
@@ -144,6 +208,7 @@ class Provider(OpenAPIProvider):
             for method, operation in path_item.items():
                 # super() shares one responses dict between the methods of a rule.
                 operation["responses"] = copy.deepcopy(operation["responses"])
+                operation["operationId"] = func.__name__  # the view's name: `create_task`
                 self._document(rule, func, method.upper(), operation)
         return paths, components
 
@@ -152,6 +217,9 @@ class Provider(OpenAPIProvider):
             int(status): response for status, response in operation["responses"].items()}
         if getattr(func, NO_CONTENT_ATTRIBUTE, False):
             responses[204] = {"description": "Done; no content."}
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = not getattr(func, OPTIONAL_BODY_ATTRIBUTE,
+                                                               False)
         for status, response in responses.items():
             if not response.get("description") or response["description"].startswith("Built-in"):
                 response["description"] = HTTPStatus(status).phrase  # not list's docstring

@@ -7,13 +7,15 @@ from http import HTTPStatus
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Quart, Response, g, json
+from quart import Quart, Response, current_app, g, has_request_context, json, request
 from quart_schema import RequestSchemaValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from taskapi.core.errors import APIError
+from taskapi.core.problem_catalog import CATALOG
+from taskapi.http.current import EXTENSION_KEY
 
 log = logging.getLogger("taskapi.errors")
 PROBLEM_JSON = "application/problem+json"
@@ -48,7 +50,7 @@ def problem(
 ) -> Response:
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     body: dict[str, Any] = {
-        "type": f"/problems/{code}",
+        "type": problem_type(code),
         "title": title,
         "status": status,
         "detail": detail or title,
@@ -62,6 +64,35 @@ def problem(
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+# pydantic errors whose message names the model class ("… instance of LoginIn"): the client
+# sent something that is not a JSON object where one belongs.
+_OBJECT_EXPECTED = frozenset({"model_type", "model_attributes_type", "dataclass_type",
+                              "dataclass_exact_type", "is_instance_of"})
+
+
+def _client_message(item: Any) -> str:
+    if item.get("type") in _OBJECT_EXPECTED:
+        return "Input should be a JSON object"
+    return str(item.get("msg", ""))
+
+
+def base_url() -> str:
+    """Where this service is reached: `PUBLIC_URL` when it is set, else the request's own
+    scheme and host (so a problem's link works on a dev server on any port)."""
+    settings = current_app.extensions[EXTENSION_KEY].settings
+    if "public_url" in settings.model_fields_set:
+        return str(settings.public_url)
+    return str(request.host_url).rstrip("/") if has_request_context() else ""
+
+
+def problem_type(code: str) -> str:
+    """An absolute URI that answers a page about the code; `about:blank` (RFC 9457: the
+    status says it all) for one the catalog does not list."""
+    if code not in CATALOG:
+        return "about:blank"
+    return f"{base_url()}/problems/{code}"
 
 
 def _code_for(status: int) -> str:
@@ -88,7 +119,7 @@ def register_error_handlers(app: Quart) -> None:
         errors = [
             {
                 "loc": [str(part)[:MAX_TEXT_SHOWN] for part in item.get("loc", ())],
-                "msg": item.get("msg", "")[:MAX_TEXT_SHOWN],
+                "msg": _client_message(item)[:MAX_TEXT_SHOWN],
                 "type": item.get("type", ""),
             }
             for item in validation.errors(include_url=False, include_context=False,

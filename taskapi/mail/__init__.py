@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import unicodedata
-import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -68,11 +69,33 @@ def build_message(settings: Settings, *, to: str, subject: str, text: str, html:
     message["From"] = settings.mail_from
     message["To"] = to
     message["Subject"] = one_line(subject)  # also rows recorded before render() folded it
-    message["Date"] = formatdate(localtime=False)
+    # `+0000`: formatdate(localtime=False) writes `-0000`, which RFC 5322 §3.3 reserves for
+    # "the local zone is unknown".
+    message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = message_id  # fixed at creation: a resend is recognisably the same
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
+
+
+def safe_name_part(text: str, limit: int = 80) -> str:
+    """A piece of a file name from user text: only letters, digits and `._@+-` (runs of
+    anything else become `_`), no leading dot, at most `limit` characters."""
+    return _UNSAFE.sub("_", text).lstrip(".")[:limit] or "_"
+
+
+def eml_path(outbox: Path, kind: str, recipient: str, now: datetime | None = None) -> Path:
+    """`<UTC timestamp>-<kind>-<recipient>.eml`, sorted by time; never an existing file."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+    stem = f"{stamp}-{safe_name_part(kind, 40)}-{safe_name_part(recipient)}"
+    path, n = outbox / f"{stem}.eml", 1
+    while path.exists():
+        n += 1
+        path = outbox / f"{stem}-{n}.eml"
+    return path
 
 
 class Mailer:
@@ -111,9 +134,9 @@ class Mailer:
         self._open.append(client)
         return client
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, kind: str = "email") -> None:
         if not self.settings.smtp_host:
-            await asyncio.to_thread(self._write_eml, message)
+            await asyncio.to_thread(self._write_eml, message, kind)
             return
         async with self._slots:
             client = self._idle.get_nowait() if not self._idle.empty() else self._client()
@@ -131,11 +154,11 @@ class Mailer:
             self._idle.put_nowait(client)
         log.debug("mail to %s sent: %s", message["To"], message["Subject"])
 
-    def _write_eml(self, message: EmailMessage) -> None:
+    def _write_eml(self, message: EmailMessage, kind: str) -> None:
         outbox = self.settings.data_dir / "outbox"
         outbox.mkdir(parents=True, exist_ok=True)
-        path = outbox / f"{uuid.uuid4().hex}.eml"
-        tmp: Path = path.with_suffix(".tmp")
+        path = eml_path(outbox, kind, str(message["To"]))
+        tmp: Path = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(bytes(message))
         tmp.rename(path)  # readers never see half a file
         log.info("mail to %s written to %s (no SMTP host set): %s", message["To"], path,

@@ -122,6 +122,11 @@ class WorkerLoop:
         finally:
             await client.aclose()
 
+    @property
+    def current(self) -> Worker | None:
+        """The arq worker running now (None between workers)."""
+        return self._worker
+
     def stop(self) -> None:
         """Like SIGTERM to `taskapi worker`, from another thread: no new jobs, running ones
         get the settings' job_completion_wait to finish, then are cancelled (and requeued)."""
@@ -164,12 +169,24 @@ def run_foreground(settings: Settings, redis_url: str) -> None:
     WorkerLoop(settings, redis_url).run()
 
 
+class _NoSignalStories(logging.Filter):
+    """arq's stop lines name a signal (`shutdown on SIGTERM`, then from close() `shutdown on
+    SIGUSR1`, a signal nobody sent) that the in-process worker never received: serve stops
+    it by a call. InProcessWorker.stop logs the one true line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("shutdown on ", "Setting allow_pick_jobs"))
+
+
 class InProcessWorker:
     """The worker (a WorkerLoop) in a thread, for the one-command development setup."""
 
     def __init__(self, settings: Settings, redis_url: str) -> None:
         self._runner = WorkerLoop(settings, redis_url, handle_signals=False)
         self._thread = threading.Thread(target=self._run, name="arq-worker", daemon=True)
+        arq_log = logging.getLogger("arq.worker")
+        if not any(isinstance(f, _NoSignalStories) for f in arq_log.filters):
+            arq_log.addFilter(_NoSignalStories())
 
     def _run(self) -> None:
         try:
@@ -186,5 +203,11 @@ class InProcessWorker:
         job_completion_wait to finish, then are cancelled (and requeued)."""
         if not self._thread.is_alive():
             return
+        worker = self._runner.current
         self._runner.stop()
         self._thread.join(timeout)
+        if worker is None:
+            log.info("in-process worker stopped")
+        else:
+            log.info("in-process worker stopped: %d jobs complete, %d failed, %d retried",
+                     worker.jobs_complete, worker.jobs_failed, worker.jobs_retried)

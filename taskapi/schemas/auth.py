@@ -4,20 +4,32 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from taskapi.schemas.common import component
 from taskapi.schemas.users import Strict
 
 
 class LoginIn(Strict):
+    model_config = component("Login", {"email": "ada@example.com",
+                                       "password": "correct horse battery"})
+
     # Not validated as an address: a malformed one is simply an unknown account (401).
     email: Annotated[str, Field(min_length=1, max_length=320)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class RefreshIn(Strict):
+    model_config = component("Refresh", {"refresh_token": "eyJhbGciOiJIUzI1NiJ9.eyJ0eXBlIjoi"
+                                                           "cmVmcmVzaCJ9.c2lnbmF0dXJl"})
+
     refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class TokenPair(BaseModel):
+    model_config = component("TokenPair", {
+        "access_token": "eyJhbGciOiJIUzI1NiJ9.eyJ0eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJl",
+        "refresh_token": "eyJhbGciOiJIUzI1NiJ9.eyJ0eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl",
+        "token_type": "bearer", "expires_in": 900})
+
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth token type, not a secret)

@@ -4,8 +4,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from taskapi.schemas.common import component
+
 
 class Health(BaseModel):
+    model_config = component("Health", {"status": "ok"})
+
     status: Literal["ok"]
 
 
@@ -13,5 +17,8 @@ CheckResult = Literal["ok", "down"]
 
 
 class Readiness(BaseModel):
+    model_config = component("Readiness", {"status": "ok",
+                                           "checks": {"database": "ok", "redis": "ok"}})
+
     status: Literal["ok"]
     checks: dict[str, CheckResult]

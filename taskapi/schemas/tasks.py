@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from taskapi.models import TaskStatus
-from taskapi.schemas.common import Id, in_utc
+from taskapi.schemas.common import Id, component, in_utc
 from taskapi.schemas.users import Strict
 
 
@@ -39,9 +39,10 @@ def _read(value: object) -> object:
 UTCInstant = Annotated[
     datetime,
     BeforeValidator(_read),
-    AfterValidator(in_utc),  # a naive datetime is UTC; out of range in UTC: 422
-    Field(description="ISO 8601 date (`2030-01-15`, meaning 00:00 UTC) or datetime; "
-                      "returned in UTC.",
+    AfterValidator(in_utc),  # without an offset, or out of range in UTC: 422
+    Field(description="ISO 8601 date (`2030-01-15`, meaning 00:00 UTC) or datetime with an "
+                      "offset (`Z`, `+01:00`); one without an offset is a 422 "
+                      "(`naive_datetime`). Returned in UTC.",
           examples=["2030-01-15", "2030-01-15T17:00:00+01:00"]),
 ]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -51,6 +52,11 @@ SortName = Literal["created_at", "-created_at", "deadline", "-deadline", "status
 
 
 class TaskCreate(Strict):
+    model_config = component("NewTask", {"title": "Prepare the Q1 budget",
+                                         "description": "Numbers from finance by Friday.",
+                                         "deadline": "2026-12-24T17:00:00+01:00",
+                                         "assigned_user_id": 2})
+
     title: Title
     description: Description = ""
     deadline: UTCInstant | None = None
@@ -59,6 +65,9 @@ class TaskCreate(Strict):
 
 class TaskUpdate(Strict):
     """Partial update: only the fields sent change; `deadline: null` clears it."""
+
+    model_config = component("TaskUpdate", {"title": "Prepare the Q1 budget (draft)",
+                                            "deadline": "2027-01-08"})
 
     title: Title | None = None
     description: Description | None = None
@@ -73,15 +82,23 @@ class TaskUpdate(Strict):
 
 
 class TaskStatusUpdate(Strict):
-    status: StatusName
+    model_config = component("StatusChange", {"status": "in-progress"})
+
+    status: TaskStatus  # the Task's own enum: one TaskStatus type in a generated client
 
 
 class TaskAssign(Strict):
+    model_config = component("Assignment", {"user_id": 2})
+
     user_id: Id | None = Field(description="An approved user, or null to unassign.")
 
 
 class TaskOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, **component("Task", {
+        "id": 4, "title": "Prepare the Q1 budget", "description": "Numbers from finance by "
+        "Friday.", "status": "in-progress", "deadline": "2026-12-24T16:00:00Z",
+        "assigned_user_id": 2, "created_by": 1, "created_at": "2026-12-02T09:00:00Z",
+        "updated_at": "2026-12-02T11:15:00Z", "completed_at": None}))
 
     id: int
     title: str
@@ -95,9 +112,8 @@ class TaskOut(BaseModel):
     completed_at: datetime | None
 
 
-class TaskListQuery(Strict):
-    status: StatusName | None = None
-    assigned_user_id: Id | None = None
+class _TaskFilters(Strict):
+    status: TaskStatus | None = None
     due_before: UTCInstant | None = None
     due_after: UTCInstant | None = None
     q: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
@@ -107,7 +123,23 @@ class TaskListQuery(Strict):
     cursor: str | None = Field(None, max_length=512)
 
 
+class TaskListQuery(_TaskFilters):
+    """`GET /tasks`: every filter."""
+
+    assigned_user_id: Id | None = None
+
+
+class MyTaskListQuery(_TaskFilters):
+    """What `GET /tasks/mine` documents: its list is always the caller's, so no
+    `assigned_user_id` (still accepted and ignored, as before, so old clients keep working)."""
+
+
 class Stats(BaseModel):
+    model_config = component("Stats", {
+        "total_users": 5, "total_tasks": 12, "completed_tasks": 4,
+        "tasks_by_status": {"pending": 6, "in-progress": 2, "completed": 4},
+        "overdue_tasks": 1, "pending_approvals": 1})
+
     total_users: int
     total_tasks: int
     completed_tasks: int

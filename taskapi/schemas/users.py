@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from taskapi.models import ReportSchedule, Role
-from taskapi.schemas.common import Email
+from taskapi.schemas.common import Email, component
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=40,
@@ -52,6 +52,10 @@ class Strict(BaseModel):
 
 
 class UserCreate(Strict):
+    model_config = component("NewAccount", {"username": "ada", "email": "ada@example.com",
+                                            "password": "correct horse battery",
+                                            "role": "employee"})
+
     username: Username
     email: Email
     password: Password
@@ -63,17 +67,27 @@ class UserCreate(Strict):
 class Registration(BaseModel):
     """The answer to a registration: the same whether or not the email has an account."""
 
+    model_config = component("Registration", {"username": "ada", "email": "ada@example.com",
+                                              "status": "pending_approval"})
+
     username: str
     email: str
     status: Literal["pending_approval"] = "pending_approval"
 
 
 class EmailConfirm(Strict):
+    model_config = component("EmailConfirmation", {"token": "Vb3k9Qm2xZ8tR1nL5pW7yC4dF6hJ0sA"})
+
     token: Annotated[str, Field(max_length=256, description="From the welcome email.")]
 
 
+USER_EXAMPLE = {"id": 2, "username": "ada", "email": "ada@example.com", "role": "employee",
+                "is_approved": True, "email_confirmed": True, "timezone": "Europe/Berlin",
+                "report_schedule": None, "created_at": "2026-12-01T09:30:00Z"}
+
+
 class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, **component("User", USER_EXAMPLE))
 
     id: int
     username: str
@@ -88,11 +102,16 @@ class UserOut(BaseModel):
 
 
 class UserAdminUpdate(Strict):
+    model_config = component("UserUpdate", {"role": "manager", "is_approved": True})
+
     role: Role | None = None
     is_approved: bool | None = None
 
 
 class MeUpdate(Strict):
+    model_config = component("MeUpdate", {"timezone": "Europe/Berlin",
+                                          "report_schedule": "daily"})
+
     timezone: Timezone | None = Field(
         None, description="IANA zone for your reminders and reports; null uses the server's."
     )
@@ -110,6 +129,9 @@ class MeUpdate(Strict):
 
 
 class PasswordChange(Strict):
+    model_config = component("PasswordChange", {"current_password": "correct horse battery",
+                                                "new_password": "a longer passphrase now"})
+
     current_password: Annotated[str, Field(max_length=1024)]
     new_password: Password
 

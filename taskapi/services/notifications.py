@@ -5,7 +5,7 @@ on one line, whatever user text (a task title, a username) they carry."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from arq.connections import ArqRedis
@@ -62,13 +62,20 @@ async def approved(session: AsyncSession, settings: Settings, user: User) -> str
                            username=user.username, email=user.email)
 
 
-async def assigned(session: AsyncSession, settings: Settings, task: Task, user: User) -> str:
+async def assigned(session: AsyncSession, settings: Settings, task: Task, user: User,
+                   assigner_id: int, *, now: datetime | None = None) -> str:
+    """The assignment: who assigned it, and "overdue since …" when its deadline has passed."""
+    now = now or utcnow()
+    assigner = await session.get(User, assigner_id)
     deadline = task.deadline.strftime("%Y-%m-%d %H:%M UTC") if task.deadline else None
+    overdue = task.deadline is not None and as_utc(task.deadline) <= now
     return await add_email(
         session, settings, kind="assigned",
         dedupe_key=assign_key(task.id, user.id, task.assign_seq), to=user.email,
         user_id=user.id, template="assigned", username=user.username, title=task.title,
         status=task.status.value, deadline=deadline, description=task.description,
+        assigner=assigner.username if assigner is not None else "someone", overdue=overdue,
+        task_id=task.id,
     )
 
 
@@ -80,6 +87,11 @@ async def commented(session: AsyncSession, settings: Settings, task: Task, user:
         user_id=user.id, template="comment", username=user.username, author=author,
         title=task.title, body=body, url=link(settings, f"/task/{task.id}/comments"),
     )
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored datetime as aware UTC (SQLite hands some back naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def dispatch(redis: ArqRedis, *keys: str) -> None:

@@ -183,7 +183,7 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
             results[row.id] = ("failed", _error(error))
             return
         try:
-            await mailer.send(message)
+            await mailer.send(message, row.kind)
         except Exception as error:  # any SMTP/network failure: retried with backoff
             results[row.id] = ("retry", _error(error))
             return

@@ -97,6 +97,9 @@ async def _summary(session: AsyncSession, since: datetime, until: datetime,
     completed_in_period = await session.scalar(
         select(func.count(Task.id)).where(Task.completed_at >= since,
                                           Task.completed_at < until)) or 0
+    created_in_period = await session.scalar(
+        select(func.count(Task.id)).where(Task.created_at >= since,
+                                          Task.created_at < until)) or 0
     overdue_filter = and_(Task.status != TaskStatus.COMPLETED, Task.deadline < now)
     overdue_count = await session.scalar(select(func.count(Task.id)).where(overdue_filter)) or 0
     overdue = [
@@ -117,7 +120,8 @@ async def _summary(session: AsyncSession, since: datetime, until: datetime,
                                 {status.value: 0 for status in TaskStatus})
         row[TaskStatus(status).value] = int(count)
     return {"by_status": by_status, "total": sum(by_status.values()),
-            "completed_in_period": int(completed_in_period), "overdue_count": int(overdue_count),
+            "completed_in_period": int(completed_in_period),
+            "created_in_period": int(created_in_period), "overdue_count": int(overdue_count),
             "overdue": overdue, "people": people}
 
 

@@ -8,6 +8,7 @@ from taskapi.http.blueprints import (
     docs,
     health,
     metrics,
+    problem_pages,
     reports,
     stats,
     tasks,
@@ -15,7 +16,7 @@ from taskapi.http.blueprints import (
 )
 
 # Served at the root only.
-ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp]
+ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp, problem_pages.bp]
 # Served at the root and mirrored under /api/v1.
 API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, activity.bp, stats.bp,
                                   reports.bp]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, url_for
 from quart_schema import document_request, tag, validate_response
 
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
+from taskapi.http.openapi import optional_body as documented_optional
 from taskapi.http.responses import optional_body
 from taskapi.http.safe_writes import idempotent
 from taskapi.models import Role
@@ -22,6 +23,7 @@ tag_ = tag(["reports"])
 @require_role(Role.ADMIN, Role.MANAGER)
 @document_request(ReportCreate)
 @idempotent(lambda requested: _accepted(requested[0]))
+@documented_optional
 @validate_response(ReportOut, 202)
 async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
     """Ask for a task summary by email (202); the same ask within a minute returns that job.
@@ -34,7 +36,7 @@ async def request_report() -> tuple[ReportOut, int, dict[str, str]]:
 
 
 def _accepted(report: ReportOut) -> tuple[ReportOut, int, dict[str, str]]:
-    return report, 202, {"Location": f"/reports/{report.job_id}"}
+    return report, 202, {"Location": url_for(".report_status", job_id=report.job_id)}
 
 
 @bp.get("/reports/<job:job_id>")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, url_for
 from quart_schema import (
     document_querystring,
     document_response,
@@ -19,6 +19,7 @@ from taskapi.http.responses import canonical_query, entry_response, parse_query
 from taskapi.http.safe_writes import idempotent, if_match
 from taskapi.models import Role
 from taskapi.schemas.tasks import (
+    MyTaskListQuery,
     TaskAssign,
     TaskCreate,
     TaskListQuery,
@@ -36,7 +37,7 @@ Written = tuple[TaskOut, int, dict[str, str]]
 
 
 def _created(task: TaskOut, etag: str) -> Written:
-    return task, 201, {"Location": f"/task/{task.id}", "ETag": etag}
+    return task, 201, {"Location": url_for(".get_task", task_id=task.id), "ETag": etag}
 
 
 def _etagged(written: tuple[TaskOut, str]) -> Written:
@@ -66,10 +67,10 @@ async def list_tasks() -> Response:
 @prefetch(lambda user_id, _args, query: tasks.mine_spec(user_id, query))
 @tag_
 @require_role(*ANY)
-@document_querystring(TaskListQuery)
+@document_querystring(MyTaskListQuery)
 @document_response(list[TaskOut])
 async def my_tasks() -> Response:
-    """Your tasks (same filters; `assigned_user_id` is always you)."""
+    """Your tasks: the filters of `GET /tasks` but `assigned_user_id` (always you)."""
     entry = await tasks.list_tasks_cached(runtime(), actor(), canonical_query(), _query,
                                           mine=True, prefetched=prefetched())
     return entry_response(entry)
@@ -94,7 +95,7 @@ async def create_task(data: TaskCreate) -> Written:
 @require_role(*ANY)
 @document_response(TaskOut)
 async def get_task(task_id: int) -> Response:
-    """One task: its assignee, managers and admins (anyone else gets 404). Also /tasks/{id}."""
+    """One task: its assignee, managers and admins (anyone else gets 404)."""
     entry = await tasks.get_task_cached(runtime(), actor(), task_id, prefetched())
     return entry_response(entry)
 
@@ -106,7 +107,7 @@ async def get_task(task_id: int) -> Response:
 @validate_response(TaskOut)
 @conditional
 async def update_task(task_id: int, data: TaskUpdate) -> Written:
-    """Change title, description or deadline (only the fields sent). Also /tasks/{id}."""
+    """Change title, description or deadline (only the fields sent)."""
     return _etagged(await tasks.update_task(db_session(), runtime(), actor(), task_id, data,
                                             if_match()))
 
@@ -140,12 +141,6 @@ async def assign(task_id: int, data: TaskAssign) -> Written:
 @no_content
 @conditional
 async def delete_task(task_id: int) -> tuple[str, int]:
-    """Delete a task (admins). Also /tasks/{id}."""
+    """Delete a task (admins)."""
     await tasks.delete_task(db_session(), runtime(), actor(), task_id, if_match())
     return "", 204
-
-
-# The plural aliases serve the same views; the spec documents each operation once.
-for _view, _method in ((get_task, "GET"), (update_task, "PUT"), (delete_task, "DELETE")):
-    bp.add_url_rule("/tasks/<int:task_id>", endpoint=f"{_view.__name__}_alias",
-                    view_func=_view, methods=[_method])

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.core.cache import bump, mine_version, task_version, tasks_version
 from taskapi.core.errors import APIError, not_found
 from taskapi.core.state import AppState
-from taskapi.models import Task, User
+from taskapi.models import Role, Task, User
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF
 
@@ -25,13 +25,25 @@ async def get_visible(session: AsyncSession, actor: Actor, task_id: int) -> Task
     return task
 
 
-async def assignable(session: AsyncSession, user_id: int) -> User:
+# The seed's model: "only employees or managers can be assigned".
+ASSIGNABLE_ROLES = frozenset({Role.EMPLOYEE, Role.MANAGER})
+
+
+async def assignable(session: AsyncSession, user_id: int, field: str) -> User:
+    """The user a task may be assigned to: approved, an employee or a manager. Anyone else
+    (unknown, pending, an admin) is a 422 whose `errors` name `field`, the body field the
+    client sent the id in."""
     user = await session.get(User, user_id)
-    if user is not None and user.is_approved:
+    if user is not None and user.is_approved and user.role in ASSIGNABLE_ROLES:
         return user
-    raise APIError(422, "invalid_assignee", "assigned user must be an existing, approved user",
-                       errors=[{"loc": ["assigned_user_id"], "msg": "no such approved user",
-                                "type": "value_error"}])
+    if user is not None and user.is_approved:
+        msg = "an admin cannot be assigned tasks: pick an employee or a manager"
+    else:
+        msg = "no such approved user"
+    raise APIError(422, "invalid_assignee",
+                   "A task can be assigned only to an approved employee or manager.",
+                   errors=[{"loc": [field], "msg": msg, "type": "value_error"}],
+                   error_count=1)
 
 
 async def after_write(ctx: AppState, task_id: int, *affected_users: int | None) -> None:

@@ -51,7 +51,7 @@ async def create_task(session: AsyncSession, ctx: AppState, actor: Actor,
     require(actor, *STAFF)
     assignee = None
     if data.assigned_user_id is not None:
-        assignee = await assignable(session, data.assigned_user_id)
+        assignee = await assignable(session, data.assigned_user_id, "assigned_user_id")
     task = Task(title=data.title, description=data.description, deadline=data.deadline,
                 assigned_user_id=data.assigned_user_id, created_by=actor.id,
                 assign_seq=1 if assignee else 0, status=TaskStatus.PENDING)
@@ -59,7 +59,8 @@ async def create_task(session: AsyncSession, ctx: AppState, actor: Actor,
     await session.flush()
     email_key = None
     if assignee is not None:
-        email_key = await notifications.assigned(session, ctx.settings, task, assignee)
+        email_key = await notifications.assigned(session, ctx.settings, task, assignee,
+                                                       actor.id)
     out = TaskOut.model_validate(task)
     await idempotency.settle(session, (out, etag(task.version)))
     await events.record(session, events.values(
@@ -140,7 +141,8 @@ async def assign_task(session: AsyncSession, ctx: AppState, actor: Actor, task_i
     async with conditional_commit(session):
         task = await _load(session, actor, task_id, if_match)
         previous = task.assigned_user_id
-        assignee = await assignable(session, data.user_id) if data.user_id is not None else None
+        assignee = (await assignable(session, data.user_id, "user_id")
+                    if data.user_id is not None else None)
         if previous == data.user_id:
             return TaskOut.model_validate(task), etag(task.version)
         task.assigned_user_id = data.user_id
@@ -148,7 +150,8 @@ async def assign_task(session: AsyncSession, ctx: AppState, actor: Actor, task_i
             task.assign_seq += 1
         await session.flush()
         if assignee is not None:
-            email_key = await notifications.assigned(session, ctx.settings, task, assignee)
+            email_key = await notifications.assigned(session, ctx.settings, task, assignee,
+                                                       actor.id)
         out = TaskOut.model_validate(task)
         await events.record(session, events.values(
             events.ASSIGNED, task.id, actor.id, [previous, data.user_id],
