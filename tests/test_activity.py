@@ -197,10 +197,19 @@ async def test_require_if_match_answers_428(app_with, team) -> None:  # type: ig
     async with app_with(require_if_match=True) as app:
         client = app.test_client()
         task, etag = await _create(client, team["manager"])
-        response = await client.put(f"/task/{task['id']}", json={"title": "x"},
-                                    headers=team["manager"].headers)
-        assert response.status_code == 428
-        assert (await response.get_json())["code"] == "precondition_required"
+        path = f"/task/{task['id']}"
+        for method, url, body in [("put", path, {"title": "x"}),
+                                  ("put", path + "/status", {"status": "completed"}),
+                                  ("put", path + "/assign", {"user_id": None}),
+                                  ("delete", path, None),
+                                  ("put", f"/users/{team['employee'].id}", {"role": "manager"})]:
+            kwargs = {"json": body} if body is not None else {}
+            response = await getattr(client, method)(url, headers=team["admin"].headers,
+                                                     **kwargs)
+            assert response.status_code == 428, (method, url)
+            assert (await response.get_json())["code"] == "precondition_required"
+        assert (await (await client.get(path, headers=team["admin"].headers)).get_json()
+                )["title"] == "Write report"
         ok = await client.put(f"/task/{task['id']}", json={"title": "x"},
                               headers={**team["manager"].headers, "If-Match": etag})
         assert ok.status_code == 200

@@ -82,7 +82,7 @@ async def list_users(session: AsyncSession, actor: Actor, query: UserListQuery,
 
 
 async def _get(session: AsyncSession, user_id: int, *, lock: bool = False) -> User:
-    query = select(User).where(User.id == user_id)
+    query = select(User).where(User.id == user_id).execution_options(populate_existing=True)
     user = await session.scalar(query.with_for_update() if lock else query)
     if user is None:
         raise not_found("user")

@@ -37,7 +37,9 @@ async def _load(session: AsyncSession, actor: Actor, task_id: int,
                 if_match: IfMatch | None) -> Task:
     """The task to change, for a caller who may see it (else 404), at a version If-Match
     names (else 412). Locked on PostgreSQL unless the write compares versions instead."""
-    query = select(Task).where(Task.id == task_id)
+    # populate_existing: the row as the database has it now, even if this session had
+    # loaded it before (its version is what the UPDATE compares).
+    query = select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
     task = await session.scalar(query.with_for_update() if lock_row(if_match) else query)
     # Someone else's task is a 404, not a 403 that would confirm it exists.
     if task is None or not visible_to(actor, task.assigned_user_id):
