@@ -34,11 +34,15 @@ async def test_every_json_route_refuses_a_form_body_with_415(app, client, make_u
     admin = await make_user("admin")
     created = await client.post("/tasks", headers=admin.headers, json={"title": "keep me"})
     task = await created.get_json()
+    comment = await (await client.post(f"/task/{task['id']}/comments", headers=admin.headers,
+                                       json={"body": "keep me too"})).get_json()
     routes = _json_routes(app)
     assert len(routes) >= 20  # root, /api/v1 and the aliases
     for method, rule in routes:
         url = (rule.replace("<int:task_id>", str(task["id"]))
-               .replace("<int:user_id>", str(admin.id)))
+               .replace("<int:user_id>", str(admin.id))
+               .replace("<int:comment_id>", str(comment["id"])))
+        assert "<" not in url, url
         response = await client.open(url, method=method, headers={**admin.headers, **FORM},
                                      data="title=changed&status=completed")
         assert response.status_code == 415, (method, url, response.status_code)

@@ -22,6 +22,9 @@ CATALOG: dict[str, ProblemType] = {
     "malformed_request": ProblemType(
         400, "Malformed request",
         "The body is not valid JSON or not UTF-8. Send a JSON document encoded as UTF-8."),
+    "invalid_idempotency_key": ProblemType(
+        400, "Invalid Idempotency-Key",
+        "The `Idempotency-Key` header is empty or longer than 255 characters."),
     "invalid_token": ProblemType(
         401, "Invalid token",
         "The bearer token (or the email-confirmation token, as a 400) is not one this "
@@ -68,12 +71,27 @@ CATALOG: dict[str, ProblemType] = {
         409, "Cannot change your own account this way",
         "An admin cannot demote, unapprove or delete themselves (so one admin always "
         "remains)."),
+    "idempotency_key_in_use": ProblemType(
+        409, "Idempotency-Key in use",
+        "A request with this `Idempotency-Key` is still being processed: retry shortly to get "
+        "its answer."),
+    "write_conflict": ProblemType(
+        409, "Write conflict",
+        "Another write changed this resource at the same moment: read it again and retry."),
+    "precondition_failed": ProblemType(
+        412, "Precondition failed",
+        "The `If-Match` ETag is not the resource's current one: someone changed it since you "
+        "read it. GET it again (its new `ETag`), then retry; nothing was changed."),
     "payload_too_large": ProblemType(
         413, "Payload too large", "The body is larger than `MAX_BODY_BYTES`."),
     "too_many_keys": ProblemType(
         413, "Too many keys",
         "The JSON body has more keys than any request takes (100 in one object, 1,000 "
         "objects and keys in all)."),
+    "idempotency_key_reused": ProblemType(
+        422, "Idempotency-Key reused",
+        "This `Idempotency-Key` was already used with another request body: use a new key "
+        "for a new request."),
     "uri_too_long": ProblemType(
         414, "URI too long", "The query string is longer than 8 KiB."),
     "unsupported_media_type": ProblemType(
@@ -104,6 +122,10 @@ CATALOG: dict[str, ProblemType] = {
         429, "Too many requests", "Over the rate limit: wait `Retry-After` seconds."),
     "headers_too_large": ProblemType(
         431, "Request headers too large", "The request headers are larger than 16 KiB."),
+    "precondition_required": ProblemType(
+        428, "Precondition required",
+        "This service requires `If-Match` on this write (`REQUIRE_IF_MATCH`): send the "
+        "`ETag` of your last GET."),
     "internal_error": ProblemType(
         500, "Internal error",
         "Something went wrong on our side; the log has the details under this `request_id`."),
