@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     # Refuse to approve an account whose email address was not confirmed.
     require_email_confirmation: bool = False
 
+    # --- accounts people run themselves (password reset, personal tokens; issue 17) ---
+    # Seconds a password reset link stays valid (30 minutes).
+    password_reset_expires: int = Field(30 * 60, gt=0)
+
     _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
                              mode="before")(_split_commas)
 

@@ -38,6 +38,7 @@ from taskapi.http.limits import head_error
 from taskapi.http.prefetch import PREFETCH_ATTRIBUTE, Prefetch
 from taskapi.http.responses import PRIVATE
 from taskapi.models import Role
+from taskapi.services import personal_tokens
 from taskapi.services.authstate import actor_from_state
 
 _FIXED = [*((k.lower().encode(), v.encode()) for k, v in PRIVATE.items()),
@@ -104,8 +105,8 @@ class CachedReads:
         endpoint, declared, roles, args = route
         state = self.state
         try:
-            claims = tokens.decode(state.signing_key, authorization[7:].decode().strip(),
-                                   "access")
+            claims = tokens.decode_bearer(state.signing_key,
+                                          authorization[7:].decode().strip())
         except (APIError, UnicodeDecodeError):
             return False
         pairs = query_pairs(scope.get("query_string", b""))
@@ -140,6 +141,8 @@ class CachedReads:
             actor = actor_from_state(trip.claims, result.user.decode(), result.session.decode())
         except APIError:
             return 0
+        if actor.scope is not None:
+            await personal_tokens.note_use(self.state.redis, actor)
         entry = decode_entry(result.entry)
         if entry is None or actor.role not in roles or (
                 declared.serve_if is not None and not declared.serve_if(actor, entry)):

@@ -1,5 +1,6 @@
 """ORM tables. Importing this package registers every table on Base.metadata."""
 
+from taskapi.models.account_tokens import PasswordReset, PersonalToken
 from taskapi.models.base import Base, UTCDateTime, utcnow
 from taskapi.models.email_confirmation import EmailConfirmation
 from taskapi.models.outbox import EmailOutbox, EmailStatus
@@ -14,6 +15,8 @@ __all__ = [
     "EmailConfirmation",
     "EmailOutbox",
     "EmailStatus",
+    "PasswordReset",
+    "PersonalToken",
     "ReportRequest",
     "ReportSchedule",
     "ReportStatus",

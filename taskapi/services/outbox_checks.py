@@ -19,8 +19,10 @@ The rules, and why:
 - report: the requester still exists, is approved and is still staff: the report is a
   summary of every task, which only staff may see.
 - registration_attempt: the account whose address someone tried to register still exists.
-A kind not listed (none today) is sent without a check. A row of a listed kind without a
-user is one whose user was deleted (the foreign key sets it to NULL).
+- password_reset: the user still exists and is approved (only approved users get one).
+A kind not listed (rejected: its recipient is deleted by design) is sent without a check.
+A row of a listed kind without a user is one whose user was deleted (the foreign key sets
+it to NULL).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ RULES: dict[str, Rule] = {
     "reminder": Rule(approved=True),
     "report": Rule(approved=True, roles=STAFF),
     "registration_attempt": Rule(),
+    "password_reset": Rule(approved=True),
 }
 
 

@@ -2,9 +2,20 @@
 
 from quart import Blueprint
 
-from taskapi.http.blueprints import auth, docs, health, metrics, reports, stats, tasks, users
+from taskapi.http.blueprints import (
+                                  account,
+                                  auth,
+                                  docs,
+                                  health,
+                                  metrics,
+                                  reports,
+                                  stats,
+                                  tasks,
+                                  users,
+)
 
 # Served at the root only.
 ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp]
 # Served at the root and mirrored under /api/v1.
-API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, stats.bp, reports.bp]
+API_BLUEPRINTS: list[Blueprint] = [auth.bp, account.bp, users.bp, tasks.bp, stats.bp,
+                                  reports.bp]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
-from quart_schema import tag, validate_request, validate_response
+from quart import Blueprint, Response, json, request
+from quart_schema import DataSource, tag, validate_request, validate_response
 
+from taskapi.core.errors import APIError
 from taskapi.http.client import client_ip
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.headers import no_store
 from taskapi.http.openapi import no_content, no_location, problems
-from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
+from taskapi.schemas.auth import LoginIn, OAuthError, PasswordGrant, RefreshIn, TokenPair
 from taskapi.schemas.users import (
     EmailConfirm,
     MeUpdate,
@@ -55,7 +56,48 @@ async def confirm_email(data: EmailConfirm) -> tuple[str, int]:
 @problems(401, 403)
 async def login(data: LoginIn) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
-    return await accounts.login(db_session(), runtime(), data, client_ip())
+    return await accounts.login(db_session(), runtime(), data, client_ip(),
+                                request.headers.get("User-Agent"))
+
+
+# What a /login refusal is in RFC 6749 §5.2 terms: wrong credentials and a pending account
+# are invalid_grant (400); a rate limit (429) and a busy server (503) keep their status.
+_OAUTH_ERRORS = {401: "invalid_grant", 403: "invalid_grant", 429: "invalid_request",
+                 503: "temporarily_unavailable"}
+
+
+def _oauth_error(status: int, error: str, description: str,
+                 headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": error, "error_description": description})
+    return Response(body, status=status, headers={"Pragma": "no-cache", **(headers or {})},
+                    content_type="application/json")
+
+
+@bp.post("/token")
+@tag_
+@no_store
+@validate_request(PasswordGrant, source=DataSource.FORM)
+@validate_response(TokenPair)
+@validate_response(OAuthError, 400)
+async def oauth_token(data: PasswordGrant) -> TokenPair | Response:
+    """OAuth2 password grant (form: grant_type=password, username=email, password)."""
+    if data.grant_type != "password":
+        if not data.grant_type:
+            return _oauth_error(400, "invalid_request", "grant_type is required.")
+        return _oauth_error(400, "unsupported_grant_type", "Only grant_type=password.")
+    if not data.username or not data.password:
+        return _oauth_error(400, "invalid_request", "username (your email) and password "
+                                                    "are required.")
+    try:
+        return await accounts.login(db_session(), runtime(),
+                                    LoginIn(email=data.username, password=data.password),
+                                    client_ip(), request.headers.get("User-Agent"))
+    except APIError as error:
+        if error.status not in _OAUTH_ERRORS:
+            raise
+        headers = {k: v for k, v in error.headers.items() if k == "Retry-After"}
+        return _oauth_error(error.status if error.status >= 429 else 400,
+                            _OAUTH_ERRORS[error.status], error.detail or error.code, headers)
 
 
 @bp.post("/token/refresh")
