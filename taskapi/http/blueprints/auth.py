@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, json, request
+from quart import Blueprint, request
 from quart_schema import DataSource, tag, validate_request, validate_response
 
 from taskapi.core.errors import APIError
@@ -66,11 +66,13 @@ _OAUTH_ERRORS = {401: "invalid_grant", 403: "invalid_grant", 429: "invalid_reque
                  503: "temporarily_unavailable"}
 
 
+OAuthAnswer = tuple[OAuthError, int, dict[str, str]]
+
+
 def _oauth_error(status: int, error: str, description: str,
-                 headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"error": error, "error_description": description})
-    return Response(body, status=status, headers={"Pragma": "no-cache", **(headers or {})},
-                    content_type="application/json")
+                 headers: dict[str, str] | None = None) -> OAuthAnswer:
+    return (OAuthError(error=error, error_description=description), status,
+            {"Pragma": "no-cache", **(headers or {})})
 
 
 @bp.post("/token")
@@ -79,7 +81,7 @@ def _oauth_error(status: int, error: str, description: str,
 @validate_request(PasswordGrant, source=DataSource.FORM)
 @validate_response(TokenPair)
 @validate_response(OAuthError, 400)
-async def oauth_token(data: PasswordGrant) -> TokenPair | Response:
+async def oauth_token(data: PasswordGrant) -> TokenPair | OAuthAnswer:
     """OAuth2 password grant (form: grant_type=password, username=email, password)."""
     if data.grant_type != "password":
         if not data.grant_type:
