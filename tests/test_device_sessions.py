@@ -84,5 +84,6 @@ async def test_oauth2_password_grant_shares_the_login_rate_limit(app_with, make_
         assert codes == [400, 400]
         limited = await client.post("/token", form=form)
         assert limited.status_code == 429 and limited.headers["Retry-After"]
+        assert limited.content_type == "application/problem+json"  # as on every route
         login = await client.post("/login", json={"email": user.email, "password": PASSWORD})
         assert login.status_code == 429  # one budget for both ways in

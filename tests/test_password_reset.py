@@ -182,3 +182,22 @@ async def test_reset_ends_live_sessions_on_every_worker(tmp_path: Path, database
                            json={"token": token, "new_password": NEW_PASSWORD})
         assert reset.status_code == 204
         assert statuses() == {401}
+
+
+async def test_forgot_with_redis_down_records_the_email_for_the_sweeper(app_with, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from taskapi.models import EmailOutbox
+    from tests.support.ports import free_port
+
+    user = await make_user("employee")
+    async with app_with(redis_url=f"redis://127.0.0.1:{free_port()}/0") as app:
+        client = app.test_client()
+        response = await client.post("/password/forgot", json={"email": user.email})
+        assert response.status_code == 202
+        unknown = await client.post("/password/forgot", json={"email": "no@example.test"})
+        assert unknown.status_code == 202 and await unknown.get_data() == await response.get_data()
+    async with db.transaction(write=False) as session:
+        kinds = list(await session.scalars(select(EmailOutbox.kind).where(
+            EmailOutbox.to_address == user.email)))
+    assert kinds == ["password_reset"]

@@ -38,7 +38,10 @@ async def forgot(ctx: AppState, data: ForgotIn, client_ip: str) -> None:
         ratelimit.limit("forgot-ip", client_ip, *settings.login_ip_rate()),
         ratelimit.limit("forgot", f"{client_ip}|{email}", *settings.login_rate()),
     ])
-    await enqueue(ctx.redis, JOB, email)
+    if not await enqueue(ctx.redis, JOB, email):
+        # Redis cannot take the job: do it here (the email waits in the outbox for the
+        # sweeper). Only during an outage does the answer take longer for some addresses.
+        await start(ctx.db, settings, ctx.redis, email)
 
 
 async def start(db: Database, settings: Settings, redis: ArqRedis, email: str) -> bool:

@@ -60,19 +60,16 @@ async def login(data: LoginIn) -> TokenPair:
                                 request.headers.get("User-Agent"))
 
 
-# What a /login refusal is in RFC 6749 §5.2 terms: wrong credentials and a pending account
-# are invalid_grant (400); a rate limit (429) and a busy server (503) keep their status.
-_OAUTH_ERRORS = {401: "invalid_grant", 403: "invalid_grant", 429: "invalid_request",
-                 503: "temporarily_unavailable"}
-
-
+# A /login refusal in RFC 6749 §5.2 terms: wrong credentials and a pending account are both
+# invalid_grant (400). A rate limit (429) or a busy server (503) stays a problem+json with
+# Retry-After, as on every route.
+_REFUSED = frozenset({401, 403})
 OAuthAnswer = tuple[OAuthError, int, dict[str, str]]
 
 
-def _oauth_error(status: int, error: str, description: str,
-                 headers: dict[str, str] | None = None) -> OAuthAnswer:
+def _oauth_error(status: int, error: str, description: str) -> OAuthAnswer:
     return (OAuthError(error=error, error_description=description), status,
-            {"Pragma": "no-cache", **(headers or {})})
+            {"Pragma": "no-cache"})
 
 
 @bp.post("/token")
@@ -95,11 +92,9 @@ async def oauth_token(data: PasswordGrant) -> TokenPair | OAuthAnswer:
                                     LoginIn(email=data.username, password=data.password),
                                     client_ip(), request.headers.get("User-Agent"))
     except APIError as error:
-        if error.status not in _OAUTH_ERRORS:
+        if error.status not in _REFUSED:
             raise
-        headers = {k: v for k, v in error.headers.items() if k == "Retry-After"}
-        return _oauth_error(error.status if error.status >= 429 else 400,
-                            _OAUTH_ERRORS[error.status], error.detail or error.code, headers)
+        return _oauth_error(400, "invalid_grant", error.detail or error.code)
 
 
 @bp.post("/token/refresh")
