@@ -28,7 +28,7 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('created_at', taskapi.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', taskapi.models.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('spent_at', taskapi.models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('used_at', taskapi.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_password_resets_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_password_resets')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_password_resets_token_hash')),

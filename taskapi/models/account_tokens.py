@@ -8,22 +8,16 @@ from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.models.base import Base, UTCDateTime, utcnow
+from taskapi.models.email_confirmation import EmailedToken
 
 
-class PasswordReset(Base):
-    """A reset link: the SHA-256 of its token, single-use. `spent_at` is set when it is used,
-    when a newer request for the user voids it, or when the password changes."""
+class PasswordReset(EmailedToken, Base):
+    """A reset link. `used_at` is set when it is used, when a newer request for the user
+    voids it, or when the password changes."""
 
     __tablename__ = "password_resets"
     __table_args__ = (Index("ix_password_resets_user", "user_id"),
                       {"sqlite_autoincrement": True})
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class PersonalToken(Base):

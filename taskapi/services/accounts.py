@@ -236,8 +236,8 @@ async def void_resets(session: AsyncSession, user_id: int) -> None:
     makes the older links worthless)."""
     await session.execute(
         update(PasswordReset).where(PasswordReset.user_id == user_id,
-                                    PasswordReset.spent_at.is_(None))
-        .values(spent_at=utcnow()).execution_options(synchronize_session=False))
+                                    PasswordReset.used_at.is_(None))
+        .values(used_at=utcnow()).execution_options(synchronize_session=False))
 
 
 async def revoke_all_sessions(session: AsyncSession, user_id: int, reason: str) -> list[str]:

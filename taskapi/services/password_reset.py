@@ -22,7 +22,7 @@ from taskapi.schemas.self_service import ForgotIn, ResetIn
 from taskapi.services import notifications
 from taskapi.services.accounts import revoke_all_sessions, void_resets
 from taskapi.services.authstate import publish, revoked_sessions
-from taskapi.services.confirmations import TOKEN_BYTES, digest
+from taskapi.services.confirmations import TOKEN_BYTES, digest, redeem
 from taskapi.services.enqueue import enqueue
 
 JOB = "start_password_reset"
@@ -67,14 +67,7 @@ async def reset(session: AsyncSession, ctx: AppState, data: ResetIn) -> None:
     """Set the password with a live token; every session of the user ends, on every worker.
     Unknown, used, expired and voided tokens get one and the same answer."""
     new_hash = await hash_password(data.new_password)  # before the write lock is taken
-    now = utcnow()
-    # One conditional UPDATE: two requests with the same token cannot both redeem it.
-    user_id = await session.scalar(
-        update(PasswordReset)
-        .where(PasswordReset.token_hash == digest(data.token),
-               PasswordReset.spent_at.is_(None), PasswordReset.expires_at > now)
-        .values(spent_at=now).returning(PasswordReset.user_id)
-        .execution_options(synchronize_session=False))
+    user_id = await redeem(session, PasswordReset, data.token)
     if user_id is None:
         await session.rollback()
         raise APIError(400, "invalid_token",
