@@ -23,7 +23,9 @@ async def test_list_and_end_sessions(client, make_user) -> None:  # type: ignore
     other = await make_user("employee")
     laptop = await _login(client, user.email, "Laptop/1.0")
     phone = await _login(client, user.email, "Phone/2.0")
-    listed = await (await client.get("/me/sessions", headers=_auth(phone))).get_json()
+    answer = await client.get("/me/sessions", headers=_auth(phone))
+    listed = await answer.get_json()
+    assert answer.headers["X-Total-Count"] == str(len(listed))
     agents = {s["user_agent"]: s for s in listed}
     assert {"Laptop/1.0", "Phone/2.0"} <= set(agents)
     assert len(listed) == 3  # and the one make_user made (no device recorded)

@@ -10,6 +10,7 @@ from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.headers import no_store
 from taskapi.http.openapi import no_content, no_location, problems
+from taskapi.http.responses import ListResponse, whole_list
 from taskapi.models import Role
 from taskapi.schemas.self_service import (
     ForgotIn,
@@ -52,9 +53,9 @@ async def reset_password(data: ResetIn) -> tuple[str, int]:
 @tag_
 @require_role()
 @validate_response(list[TokenOut])
-async def my_tokens() -> list[TokenOut]:
+async def my_tokens() -> ListResponse:
     """Your personal access tokens (never the secrets), with their last use."""
-    return await personal_tokens.list_mine(db_session(), runtime(), actor())
+    return whole_list(await personal_tokens.list_mine(db_session(), runtime(), actor()))
 
 
 @bp.post("/me/tokens")
@@ -84,9 +85,10 @@ async def revoke_token(token_id: int) -> tuple[str, int]:
 @tag_
 @require_role(Role.ADMIN)
 @validate_response(list[TokenOut])
-async def user_tokens(user_id: int) -> list[TokenOut]:
+async def user_tokens(user_id: int) -> ListResponse:
     """A user's personal access tokens (admins)."""
-    return await personal_tokens.list_for_user(db_session(), runtime(), actor(), user_id)
+    return whole_list(await personal_tokens.list_for_user(db_session(), runtime(), actor(),
+                                                          user_id))
 
 
 @bp.delete("/users/<int:user_id>/tokens/<int:token_id>")
@@ -103,9 +105,9 @@ async def revoke_user_token(user_id: int, token_id: int) -> tuple[str, int]:
 @tag_
 @require_role()
 @validate_response(list[SessionOut])
-async def my_sessions() -> list[SessionOut]:
+async def my_sessions() -> ListResponse:
     """Your live login sessions, one per device; `current` is this one."""
-    return await device_sessions.list_sessions(db_session(), actor())
+    return whole_list(await device_sessions.list_sessions(db_session(), actor()))
 
 
 @bp.delete("/me/sessions/<sid:session_id>")
