@@ -64,8 +64,13 @@ def create_app(settings: Settings | None = None) -> Quart:
               "description": "Task management API: users, approval, JWT sessions, tasks, "
                              "email reminders and reports. Every route is also served under "
                              f"`{API_PREFIX}`. {ALIASES}"},
-        security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer",
-                                         "bearer_format": "JWT"}},
+        security_schemes={
+            # A login's access token (JWT) or a personal access token (tka_…).
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT or tka_…"},
+            # The docs' Authorize dialog logs in with email (as username) and password.
+            "oauth2Password": {"type": "oauth2",
+                               "flows": {"password": {"tokenUrl": "/token", "scopes": {}}}},
+        },
         openapi_provider_class=Provider,
     )
     guard_json(app)

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     # Seconds an Idempotency-Key's answer is kept for replay (24 h); the worker prunes older.
     idempotency_ttl: int = Field(24 * 3600, gt=0)
 
+    # --- accounts people run themselves (password reset, personal tokens; issue 17) ---
+    # Seconds a password reset link stays valid (30 minutes).
+    password_reset_expires: int = Field(30 * 60, gt=0)
+
     _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
                              mode="before")(_split_commas)
 

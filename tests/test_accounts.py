@@ -338,7 +338,12 @@ async def test_openapi_marks_protected_operations(client) -> None:  # type: igno
     spec = await (await client.get("/openapi.json")).get_json()
     for path, op in (("/me", "get"), ("/users", "get"), ("/users/{user_id}", "delete"),
                      ("/logout", "post")):
-        assert spec["paths"][path][op]["security"] == [{"bearerAuth": []}], path
-    for path in ("/login", "/register", "/token/refresh"):
+        # Either a bearer token or the docs' OAuth2 password login (POST /token).
+        assert spec["paths"][path][op]["security"] == [{"bearerAuth": []},
+                                                       {"oauth2Password": []}], path
+    flow = spec["components"]["securitySchemes"]["oauth2Password"]["flows"]["password"]
+    assert flow["tokenUrl"] == "/token"
+    for path in ("/login", "/register", "/token/refresh", "/token", "/password/forgot",
+                 "/password/reset"):
         assert "security" not in spec["paths"][path]["post"]
     assert not [p for p in spec["paths"] if p.startswith("/api/v1")]

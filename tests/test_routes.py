@@ -18,7 +18,17 @@ import pytest
 from sqlalchemy import select
 
 from taskapi.app import API_PREFIX
-from taskapi.models import ReportRequest, Task, TaskComment, User
+from taskapi.core import tokens
+from taskapi.http.deps import ROLES_ATTRIBUTE
+from taskapi.models import (
+    AuthSession,
+    PasswordReset,
+    PersonalToken,
+    ReportRequest,
+    Task,
+    TaskComment,
+    User,
+)
 from taskapi.services import confirmations
 from tests.support.values import PASSWORD
 
@@ -40,6 +50,7 @@ class Access:
     hidden: frozenset[str] = frozenset()  # refused with 404 rather than 403
     ok: tuple[int, ...] = (200, 201, 202, 204)
     refused_as: int | None = None  # one status for every refused role (not a JWT gate)
+    form: bool = False  # the body is form-encoded (OAuth2), not JSON
 
 
 def _new_account(_ctx: Any) -> dict[str, str]:
@@ -66,11 +77,26 @@ ROUTES: dict[tuple[str, str], Access] = {
                                                       "password": PASSWORD}),
     ("auth.refresh", "POST"): Access(ANYONE, lambda c: {"refresh_token": c.other.refresh}),
     ("auth.confirm_email", "POST"): Access(ANYONE, lambda c: {"token": c.confirm_token}),
+    ("auth.oauth_token", "POST"): Access(ANYONE, lambda c: {
+        "grant_type": "password", "username": c.other.email, "password": PASSWORD}, form=True),
     ("auth.logout", "POST"): Access(SIGNED_IN),
     ("auth.me", "GET"): Access(SIGNED_IN),
     ("auth.update_me", "PUT"): Access(SIGNED_IN, lambda c: {"timezone": "Europe/Berlin"}),
     ("auth.change_password", "PUT"): Access(SIGNED_IN, lambda c: {
         "current_password": PASSWORD, "new_password": "another long password"}),
+    ("account.forgot_password", "POST"): Access(ANYONE, lambda c: {"email": c.other.email}),
+    ("account.reset_password", "POST"): Access(ANYONE, lambda c: {
+        "token": c.reset_token, "new_password": "another long password"}),
+    ("account.my_tokens", "GET"): Access(SIGNED_IN),
+    ("account.create_token", "POST"): Access(SIGNED_IN, lambda c: {
+        "name": "ci", "scopes": ["read"]}),
+    # The token in the URL is the caller's own (another user's is a 404).
+    ("account.revoke_token", "DELETE"): Access(SIGNED_IN),
+    ("account.user_tokens", "GET"): Access(ADMIN),
+    ("account.revoke_user_token", "DELETE"): Access(ADMIN),
+    ("account.my_sessions", "GET"): Access(SIGNED_IN),
+    # The session in the URL is the caller's own.
+    ("account.end_session", "DELETE"): Access(SIGNED_IN),
     ("users.list_users", "GET"): Access(STAFF),
     ("users.pending_users", "GET"): Access(ADMIN),
     ("users.approve", "PUT"): Access(ADMIN),
@@ -160,6 +186,10 @@ class Context:
     job_id: str = ""
     comment_id: int = 0  # a comment by the assignee on the task
     confirm_token: str = ""  # an email confirmation token of the pending user
+    reset_token: str = ""  # a password reset token of the other account
+    token_id: int = 0  # a personal access token of the caller (for /me/tokens/{id})
+    target_token_id: int = 0  # … of the target user (for /users/{id}/tokens/{id})
+    session_id: str = ""  # the caller's login session
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -184,6 +214,21 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
         comment = await client.post(f"/task/{ctx.task_id}/comments", json={"body": "mine"},
                                     headers=assignee.headers)
         ctx.comment_id = (await comment.get_json())["id"]
+    if "token_id" in rule.arguments:
+        owner = caller or ctx.other
+        async with db.transaction() as session:
+            rows = [PersonalToken(user_id=user_id, name="t", scope="write",
+                                  token_hash=tokens.new_id() * 2)
+                    for user_id in (owner.id, ctx.target.id)]
+            session.add_all(rows)
+            await session.flush()
+            ctx.token_id, ctx.target_token_id = rows[0].id, rows[1].id
+    if "session_id" in rule.arguments:
+        owner = caller or ctx.other
+        ctx.session_id = tokens.decode(client.app.extensions["taskapi"].signing_key,
+                                       owner.access, "access").sid
+    if rule.endpoint.endswith("account.reset_password"):
+        ctx.reset_token = await _reset_token(db, ctx.other.id)
     if rule.endpoint.endswith("auth.confirm_email"):
         async with db.transaction() as session:
             ctx.confirm_token = confirmations.issue(session, client.app.extensions["taskapi"]
@@ -191,11 +236,25 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
     return ctx
 
 
+async def _reset_token(db: Any, user_id: int) -> str:
+    from datetime import timedelta
+
+    from taskapi.models import utcnow
+
+    token = tokens.new_id()
+    async with db.transaction() as session:
+        session.add(PasswordReset(user_id=user_id, token_hash=confirmations.digest(token),
+                                  expires_at=utcnow() + timedelta(minutes=5)))
+    return token
+
+
 def _url(app: Any, rule: Any, method: str, ctx: Context) -> str:
     values: dict[str, Any] = {"task_id": ctx.task_id, "job_id": ctx.job_id,
                               "comment_id": ctx.comment_id,
-                              "filename": "swagger-ui.css",
-                              "code": "not_found"}
+                              "filename": "swagger-ui.css", "code": "not_found",
+                              "session_id": ctx.session_id,
+                              "token_id": (ctx.target_token_id if "user_id" in rule.arguments
+                                           else ctx.token_id)}
     pending_target = rule.endpoint.endswith(("users.approve", "users.reject"))
     values["user_id"] = ctx.pending.id if pending_target else ctx.target.id
     args = {name: values[name] for name in rule.arguments}
@@ -210,7 +269,10 @@ async def _snapshot(db: Any) -> tuple[Any, ...]:
             User.id, User.role, User.is_approved, User.timezone, User.password_hash))).all()
         reports = (await session.execute(select(ReportRequest.id))).all()
         comments = (await session.execute(select(TaskComment.id, TaskComment.body))).all()
-    return sorted(tasks), sorted(users), sorted(reports), sorted(comments)
+        pats = (await session.execute(select(PersonalToken.id, PersonalToken.revoked_at))).all()
+        sessions = (await session.execute(select(AuthSession.id, AuthSession.revoked_at))).all()
+    return (sorted(tasks), sorted(users), sorted(reports), sorted(comments), sorted(pats),
+            sorted(sessions))
 
 
 @pytest.mark.parametrize("operation", sorted(ROUTES), ids=[f"{m} {e}" for e, m in sorted(ROUTES)])
@@ -223,7 +285,7 @@ async def test_only_the_listed_roles_get_through(app, client, make_user, db, ope
         ctx = await _context(client, db, make_user, role, rule)
         url = _url(app, rule, method, ctx)
         before = await _snapshot(db)
-        body = {"json": access.body(ctx)} if access.body else {}
+        body = {"form" if access.form else "json": access.body(ctx)} if access.body else {}
         response = await client.open(url, method=method, headers=ctx.headers, **body)
         where = (role, method, url, response.status_code)
         if role in access.allowed:
@@ -234,3 +296,42 @@ async def test_only_the_listed_roles_get_through(app, client, make_user, db, ope
         assert response.status_code == expected, where
         assert response.content_type == PROBLEM, where
         assert await _snapshot(db) == before, where  # a refused call changes nothing
+
+
+# Only a login session may do these; a personal access token of any scope gets a 403.
+LOGIN_ONLY = frozenset({("account.create_token", "POST"), ("auth.change_password", "PUT"),
+                        ("account.end_session", "DELETE"), ("auth.logout", "POST")})
+
+
+async def _pat(client: Any, owner: Any, scopes: list[str]) -> dict[str, str]:
+    created = await client.post("/me/tokens", headers=owner.headers,
+                                json={"name": "table", "scopes": scopes})
+    assert created.status_code == 201
+    return {"Authorization": f"Bearer {(await created.get_json())['token']}"}
+
+
+@pytest.mark.parametrize("scope", ["read", "write"])
+@pytest.mark.parametrize("operation", sorted(ROUTES), ids=[f"{m} {e}" for e, m in sorted(ROUTES)])
+async def test_personal_tokens_by_scope(app, client, make_user, db, operation, scope) -> None:  # type: ignore[no-untyped-def]
+    """The table again, as an admin's personal access token: a read token is refused (403
+    insufficient_scope, nothing changed) on every route that is not a GET, a write token
+    only where a login session is needed; else the token does what its owner may."""
+    _endpoint, method = operation
+    access = ROUTES[operation]
+    for rule in _operations(app)[operation]:
+        if getattr(app.view_functions[rule.endpoint], ROLES_ATTRIBUTE, None) is None:
+            continue  # public (or /metrics): no token involved
+        ctx = await _context(client, db, make_user, "admin", rule)
+        ctx.headers = await _pat(client, ctx.caller, ["read", "write"][: 1 + (scope == "write")])
+        url = _url(app, rule, method, ctx)
+        before = await _snapshot(db)
+        body = {"form" if access.form else "json": access.body(ctx)} if access.body else {}
+        response = await client.open(url, method=method, headers=ctx.headers, **body)
+        where = (scope, method, url, response.status_code)
+        refused = (scope == "read" and method != "GET") or operation in LOGIN_ONLY
+        if not refused:
+            assert response.status_code in access.ok, (*where, await response.get_data())
+            continue
+        assert response.status_code == 403, where
+        assert (await response.get_json())["code"] == "insufficient_scope", where
+        assert await _snapshot(db) == before, where

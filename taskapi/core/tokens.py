@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
+import secrets
 import time
 import uuid
 from collections import OrderedDict
@@ -20,10 +25,11 @@ _REQUIRED = ["exp", "iat", "sub", "jti", "sid", "type"]
 @dataclass(frozen=True, slots=True)
 class Claims:
     user_id: int
-    sid: str
+    sid: str  # a login session's id, or pat{id} for a personal access token
     jti: str
-    type: TokenType
-    exp: int
+    type: TokenType | Literal["pat"]
+    exp: int  # 0: a personal access token that does not expire
+    scope: Literal["read", "write"] | None = None  # personal access tokens only
 
 
 def new_id() -> str:
@@ -90,3 +96,58 @@ def decode(key: str, token: str, expected: TokenType) -> Claims:
                     type=expected, exp=int(payload["exp"]))
     _verified.put(key, token, claims)
     return claims
+
+
+# Personal access tokens: tka_{id}.{user id}.{r|w}.{expiry, unix s, 0: none}.{nonce}.{MAC}.
+# The MAC (HMAC-SHA256 under the signing key) covers the rest, so a request checks a token
+# with no SQL; its revocation state is cached in Redis like a session's (pat{id}).
+PAT_PREFIX = "tka_"
+_PAT_RE = re.compile(r"tka_([0-9]{1,10})\.([0-9]{1,10})\.([rw])\.([0-9]{1,12})\."
+                     r"([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{32})")
+_SCOPES: dict[str, Literal["read", "write"]] = {"r": "read", "w": "write"}
+
+
+def pat_sid(token_id: int) -> str:
+    return f"pat{token_id}"
+
+
+def _pat_mac(key: str, body: str) -> str:
+    digest = hmac.new(key.encode(), b"tka|" + body.encode(), hashlib.sha256).digest()[:24]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def encode_pat(key: str, *, token_id: int, user_id: int, scope: Literal["read", "write"],
+               expires: int | None) -> str:
+    body = f"{token_id}.{user_id}.{scope[0]}.{expires or 0}.{secrets.token_urlsafe(16)}"
+    return f"{PAT_PREFIX}{body}.{_pat_mac(key, body)}"
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a personal access token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def decode_pat(key: str, token: str) -> Claims:
+    claims = _verified.get(key, token)
+    if claims is None:
+        match = _PAT_RE.fullmatch(token)
+        if match is None:
+            raise unauthorized("invalid_token", "The token is invalid.")
+        token_id, user_id, scope, expires, nonce, mac = match.groups()
+        body = token[len(PAT_PREFIX):-len(mac) - 1]
+        if not hmac.compare_digest(mac, _pat_mac(key, body)):
+            raise unauthorized("invalid_token", "The token is invalid.")
+        claims = Claims(user_id=int(user_id), sid=pat_sid(int(token_id)), jti=nonce,
+                        type="pat", exp=int(expires), scope=_SCOPES[scope])
+        _verified.put(key, token, claims)
+    if claims.exp and claims.exp <= time.time():
+        raise unauthorized("token_expired", "The token has expired.")
+    return claims
+
+
+def decode_bearer(key: str, token: str) -> Claims:
+    """The one check of a bearer credential: a login's access token (JWT) or a personal
+    access token (tka_…)."""
+    if token.startswith(PAT_PREFIX):
+        return decode_pat(key, token)
+    return decode(key, token, "access")

@@ -42,6 +42,7 @@ from taskapi.http.limits import head_error
 from taskapi.http.prefetch import PREFETCH_ATTRIBUTE, Prefetch
 from taskapi.http.responses import PRIVATE
 from taskapi.models import Role
+from taskapi.services import personal_tokens
 from taskapi.services.authstate import actor_from_state
 
 _FIXED = [*((k.lower().encode(), v.encode()) for k, v in PRIVATE.items()),
@@ -110,8 +111,8 @@ class CachedReads:
         endpoint, declared, roles, args = route
         state = self.state
         try:
-            claims = tokens.decode(state.signing_key, authorization[7:].decode().strip(),
-                                   "access")
+            claims = tokens.decode_bearer(state.signing_key,
+                                          authorization[7:].decode().strip())
         except (APIError, UnicodeDecodeError):
             return False
         pairs = query_pairs(scope.get("query_string", b""))
@@ -178,6 +179,8 @@ class CachedReads:
             return 0
         if actor.role not in roles:
             return 0
+        if actor.scope is not None:
+            await personal_tokens.note_use(self.state.redis, actor)
         entry = await self._entry(trip, declared, args)
         if entry is None or (
                 declared.serve_if is not None and not declared.serve_if(actor, entry)):

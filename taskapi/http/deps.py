@@ -7,18 +7,20 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from quart import g
+from quart import g, request
 from quart_schema.openapi import QUART_SCHEMA_SECURITY_ATTRIBUTE
 
 from taskapi.core.errors import forbidden, unauthorized
 from taskapi.http.current import runtime
 from taskapi.http.gate import Identity, identify_and_limit
 from taskapi.models import Role
+from taskapi.services import personal_tokens
 from taskapi.services.authstate import Actor, resolve_actor
+from taskapi.services.authz import require_write
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 ROLES_ATTRIBUTE = "_taskapi_roles"
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"oauth2Password": []}]
 
 
 async def current_actor() -> Actor:
@@ -36,6 +38,9 @@ async def current_actor() -> Actor:
     state = runtime()
     actor = await resolve_actor(state.db, state.redis, identity.claims,
                                 identity.cached_user, identity.cached_session, identity.epoch)
+    require_write(actor, request.method)
+    if actor.scope is not None:
+        await personal_tokens.note_use(state.redis, actor)
     g.actor = actor
     return actor
 

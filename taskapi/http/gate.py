@@ -127,7 +127,7 @@ async def identify_and_limit() -> None:
         token = bearer_token()
         if token is not None:
             try:
-                identity.claims = tokens.decode(state.signing_key, token, "access")
+                identity.claims = tokens.decode_bearer(state.signing_key, token)
             except APIError as error:
                 identity.error = error
         claims = identity.claims

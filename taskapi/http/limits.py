@@ -56,7 +56,12 @@ class JobIdConverter(BaseConverter):
     regex = "[0-9a-f]{32}"
 
 
-CONVERTERS: dict[str, type[BaseConverter]] = {"int": IdConverter, "job": JobIdConverter}
+class SessionIdConverter(JobIdConverter):
+    """`<sid:…>`: a login session's id (32 hex digits, as GET /me/sessions lists them)."""
+
+
+CONVERTERS: dict[str, type[BaseConverter]] = {"int": IdConverter, "job": JobIdConverter,
+                                              "sid": SessionIdConverter}
 
 
 def _bounded_objects() -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:

@@ -243,6 +243,8 @@ class Provider(OpenAPIProvider):
                 if status in responses:
                     responses[status].setdefault("headers", {}).update(_REPLAYED)
         for status in sorted(self._error_statuses(rule, func, method, operation)):
+            if "content" in responses.get(status, {}):
+                continue  # the route answers this status in a form of its own (POST /token)
             responses[status] = {
                 "description": HTTPStatus(status).phrase,
                 "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
@@ -262,7 +264,8 @@ class Provider(OpenAPIProvider):
         roles = getattr(func, ROLES_ATTRIBUTE, None)
         if roles is not None:
             statuses.add(401)
-            if set(roles) != set(Role):
+            # A role gate, or a write with a read-only personal access token (insufficient_scope).
+            if set(roles) != set(Role) or method not in ("GET", "HEAD"):
                 statuses.add(403)
         if rule.arguments:
             statuses.add(404)

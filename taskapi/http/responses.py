@@ -41,6 +41,11 @@ def dump_list(items: list[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json") for item in items]
 
 
+def whole_list(items: list[Any]) -> ListResponse:
+    """A list answered whole (no pages): its rows and `X-Total-Count`, like every list."""
+    return dump_list(items), 200, {"X-Total-Count": str(len(items))}
+
+
 def not_modified(etag: str) -> bool:
     return request.if_none_match.contains_weak(etag.strip('"'))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from taskapi.jobs.accounts import start_password_reset
 from taskapi.jobs.emails import deliver_email, deliver_pending_emails
 from taskapi.jobs.maintenance import db_maintenance, prune_idempotency_keys
 from taskapi.jobs.reminders import send_daily_reminders
@@ -21,5 +22,6 @@ Job = Callable[..., Awaitable[Any]]
 JOBS: dict[str, Job] = {
     job.__name__: job
     for job in (deliver_email, deliver_pending_emails, send_daily_reminders, send_task_report,
-                send_scheduled_reports, db_maintenance, prune_idempotency_keys)
+                send_scheduled_reports, db_maintenance, prune_idempotency_keys,
+                start_password_reset)
 }

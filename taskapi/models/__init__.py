@@ -1,5 +1,6 @@
 """ORM tables. Importing this package registers every table on Base.metadata."""
 
+from taskapi.models.account_tokens import PasswordReset, PersonalToken
 from taskapi.models.base import Base, UTCDateTime, utcnow
 from taskapi.models.comment import TaskComment
 from taskapi.models.email_confirmation import EmailConfirmation
@@ -18,6 +19,8 @@ __all__ = [
     "EmailOutbox",
     "EmailStatus",
     "IdempotencyKey",
+    "PasswordReset",
+    "PersonalToken",
     "ReportRequest",
     "ReportSchedule",
     "ReportStatus",

@@ -8,13 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from taskapi.models.base import Base, UTCDateTime, utcnow
 
 
-class EmailConfirmation(Base):
-    """A link sent to prove an address: only the SHA-256 of its token is stored, so a copy
-    of the database confirms nothing. Single-use (`used_at`), valid until `expires_at`."""
-
-    __tablename__ = "email_confirmations"
-    __table_args__ = (Index("ix_email_confirmations_user", "user_id"),
-                      {"sqlite_autoincrement": True})
+class EmailedToken:
+    """The columns of a token sent by email: only its SHA-256 is stored, so a copy of the
+    database redeems nothing. Single-use (`used_at`), valid until `expires_at`."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -22,3 +18,11 @@ class EmailConfirmation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class EmailConfirmation(EmailedToken, Base):
+    """A link sent to prove an address."""
+
+    __tablename__ = "email_confirmations"
+    __table_args__ = (Index("ix_email_confirmations_user", "user_id"),
+                      {"sqlite_autoincrement": True})

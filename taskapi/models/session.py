@@ -24,3 +24,6 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The device, as it said at login (GET /me/sessions); never trusted for anything else.
+    user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)

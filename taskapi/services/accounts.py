@@ -15,11 +15,12 @@ from taskapi.core.cache import bump, users_version
 from taskapi.core.errors import APIError, conflict, unauthorized
 from taskapi.core.passwords import hash_password, verify_password
 from taskapi.core.state import AppState
-from taskapi.models import AuthSession, Role, User, utcnow
+from taskapi.models import AuthSession, PasswordReset, Role, User, utcnow
 from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
 from taskapi.schemas.users import MeUpdate, PasswordChange, Registration, UserCreate, UserOut
 from taskapi.services import confirmations, idempotency, notifications
 from taskapi.services.authstate import Actor, publish, revoked_sessions, user_key, user_value
+from taskapi.services.authz import require_session
 
 _INVALID_LOGIN = ("invalid_credentials", "Email or password is wrong.")
 # A failed login counts towards its email's backoff for this long after the last one.
@@ -98,7 +99,8 @@ def backoff_delay(failures: int, after: int, cap: float) -> float:
     return min(cap, 0.25 * 2.0 ** min(failures - after, 16))
 
 
-async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: str) -> TokenPair:
+async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: str,
+                user_agent: str | None = None) -> TokenPair:
     email = data.email.strip().lower()
     settings = ctx.settings
     # Hard limits per client address (+ email); the count of recent failures for the email.
@@ -132,7 +134,8 @@ async def login(session: AsyncSession, ctx: AppState, data: LoginIn, client_ip: 
     sid, refresh_jti = tokens.new_id(), tokens.new_id()
     now = utcnow()
     session.add(AuthSession(id=sid, user_id=user.id, refresh_jti=refresh_jti, created_at=now,
-                            last_used_at=now,
+                            last_used_at=now, user_agent=user_agent[:256] if user_agent else None,
+                            ip=client_ip[:64],
                             expires_at=now + timedelta(seconds=ctx.settings.refresh_token_expires)))
     if new_hash is not None:  # parameters changed since this hash was made: upgrade it
         await session.execute(update(User).where(User.id == user.id)
@@ -178,6 +181,7 @@ async def _revoke(session: AsyncSession, sids: list[str], reason: str) -> None:
 
 async def logout(session: AsyncSession, ctx: AppState, actor: Actor) -> None:
     """Revoke this session: its refresh family and every access token issued from it."""
+    require_session(actor)
     await _revoke(session, [actor.sid], "logout")
     await session.commit()
     await publish(ctx.redis, revoked_sessions([actor.sid]))
@@ -210,6 +214,7 @@ async def change_password(
     session: AsyncSession, ctx: AppState, actor: Actor, data: PasswordChange
 ) -> None:
     """New password; every other session of the user is revoked, this one stays."""
+    require_session(actor)
     async with ctx.db.session(write=False) as reader:
         current_hash = await reader.scalar(select(User.password_hash).where(User.id == actor.id))
     if current_hash is None:
@@ -226,8 +231,18 @@ async def change_password(
                                      AuthSession.id != actor.sid)
     ))
     await _revoke(session, others, "password_changed")
+    await void_resets(session, actor.id)
     await session.commit()
     await publish(ctx.redis, revoked_sessions(others))
+
+
+async def void_resets(session: AsyncSession, user_id: int) -> None:
+    """Spend every unused password reset token of the user (a newer one, or a new password,
+    makes the older links worthless)."""
+    await session.execute(
+        update(PasswordReset).where(PasswordReset.user_id == user_id,
+                                    PasswordReset.used_at.is_(None))
+        .values(used_at=utcnow()).execution_options(synchronize_session=False))
 
 
 async def revoke_all_sessions(session: AsyncSession, user_id: int, reason: str) -> list[str]:

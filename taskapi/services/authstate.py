@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
@@ -21,7 +22,7 @@ from taskapi.core.db import Database
 from taskapi.core.errors import unauthorized
 from taskapi.core.redis_client import EPOCH_KEY, GuardedRedis, usable
 from taskapi.core.tokens import Claims
-from taskapi.models import AuthSession, Role, User
+from taskapi.models import AuthSession, PersonalToken, Role, User, utcnow
 
 log = logging.getLogger("taskapi.auth")
 CACHE_TTL = 120
@@ -39,7 +40,13 @@ class Actor:
 
     id: int
     role: Role
-    sid: str
+    sid: str  # the login session, or pat{id} for a personal access token
+    scope: Literal["read", "write"] | None = None  # None: a login session (may do anything)
+
+    @property
+    def token_id(self) -> int | None:
+        """The personal access token's id, or None for a login session."""
+        return int(self.sid[3:]) if self.scope is not None else None
 
 
 def user_key(user_id: int) -> str:
@@ -60,10 +67,21 @@ def session_value(session: AuthSession | None) -> str:
     return f"ok:{session.user_id}"
 
 
+def token_value(token: PersonalToken | None) -> str:
+    """A personal access token's state, in the session key of its pat{id}."""
+    if token is None or token.revoked_at is not None or (
+            token.expires_at is not None and token.expires_at <= utcnow()):
+        return "revoked"
+    return f"ok:{token.user_id}"
+
+
 async def load_state(db: Database, claims: Claims) -> tuple[str, str]:
     """The (user, session) state from the database."""
     async with db.session(write=False) as session:
         user = await session.get(User, claims.user_id)
+        if claims.type == "pat":
+            token = await session.get(PersonalToken, int(claims.sid[3:]))
+            return user_value(user), token_value(token)
         auth_session = await session.get(AuthSession, claims.sid)
         return user_value(user), session_value(auth_session)
 
@@ -111,7 +129,7 @@ def actor_from_state(claims: Claims, user_state: str, session_state: str) -> Act
     role, approved = user_state.split(":")
     if approved != "1":
         raise unauthorized("account_inactive", "The account is not approved.")
-    return Actor(id=claims.user_id, role=Role(role), sid=claims.sid)
+    return Actor(id=claims.user_id, role=Role(role), sid=claims.sid, scope=claims.scope)
 
 
 async def publish(redis: GuardedRedis, values: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from taskapi.core.cache import bump, users_version
 from taskapi.core.errors import APIError
 from taskapi.core.state import AppState
 from taskapi.models import EmailConfirmation, User, utcnow
+from taskapi.models.email_confirmation import EmailedToken
 from taskapi.schemas.users import EmailConfirm
 
 TOKEN_BYTES = 32
@@ -34,17 +35,23 @@ def issue(session: AsyncSession, settings: Settings, user_id: int) -> str:
     return token
 
 
+async def redeem(session: AsyncSession, table: type[EmailedToken], token: str) -> int | None:
+    """Mark a live token of `table` used; its user's id, or None when the token is unknown,
+    used or expired. One conditional UPDATE: two requests with one token cannot both win."""
+    now = utcnow()
+    user_id: int | None = await session.scalar(
+        update(table)
+        .where(table.token_hash == digest(token), table.used_at.is_(None),
+               table.expires_at > now)
+        .values(used_at=now).returning(table.user_id)
+        .execution_options(synchronize_session=False))
+    return user_id
+
+
 async def confirm(session: AsyncSession, ctx: AppState, data: EmailConfirm) -> None:
     """Mark the token used and its user's email confirmed. Unknown, used and expired tokens
     get one and the same answer."""
-    now = utcnow()
-    # One conditional UPDATE: two requests with the same token cannot both redeem it.
-    user_id = await session.scalar(
-        update(EmailConfirmation)
-        .where(EmailConfirmation.token_hash == digest(data.token),
-               EmailConfirmation.used_at.is_(None), EmailConfirmation.expires_at > now)
-        .values(used_at=now).returning(EmailConfirmation.user_id)
-        .execution_options(synchronize_session=False))
+    user_id = await redeem(session, EmailConfirmation, data.token)
     if user_id is None:
         await session.rollback()
         raise APIError(400, "invalid_token", "The confirmation link is invalid, used or expired.")

@@ -40,6 +40,7 @@ async def welcome(session: AsyncSession, settings: Settings, user: User, token: 
                            to=user.email, user_id=user.id, template="welcome",
                            username=user.username, role=user.role.value, token=token,
                            confirm_url=link(settings, "/confirm-email", token=token),
+                           login_url=link(settings, "/login"),
                            valid_for=_duration(settings.email_confirmation_expires))
 
 
@@ -59,7 +60,8 @@ async def registration_attempt(session: AsyncSession, settings: Settings, user: 
 async def approved(session: AsyncSession, settings: Settings, user: User) -> str:
     return await add_email(session, settings, kind="approved", dedupe_key=f"approved:{user.id}",
                            to=user.email, user_id=user.id, template="approved",
-                           username=user.username, email=user.email)
+                           username=user.username, email=user.email,
+                           login_url=link(settings, "/login"))
 
 
 async def assigned(session: AsyncSession, settings: Settings, task: Task, user: User,
@@ -75,7 +77,7 @@ async def assigned(session: AsyncSession, settings: Settings, task: Task, user: 
         user_id=user.id, template="assigned", username=user.username, title=task.title,
         status=task.status.value, deadline=deadline, description=task.description,
         assigner=assigner.username if assigner is not None else "someone", overdue=overdue,
-        task_id=task.id,
+        task_id=task.id, task_url=link(settings, f"/tasks/{task.id}"),
     )
 
 
@@ -92,6 +94,23 @@ async def commented(session: AsyncSession, settings: Settings, task: Task, user:
 def as_utc(value: datetime) -> datetime:
     """A stored datetime as aware UTC (SQLite hands some back naive)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def password_reset(session: AsyncSession, settings: Settings, user: User, reset_id: int,
+                         token: str) -> str:
+    """The reset link and its token (for API-only users); one email per request."""
+    return await add_email(session, settings, kind="password_reset",
+                           dedupe_key=f"password_reset:{reset_id}", to=user.email,
+                           user_id=user.id, template="password_reset", username=user.username,
+                           token=token, reset_url=link(settings, "/reset-password", token=token),
+                           valid_for=_duration(settings.password_reset_expires))
+
+
+async def rejected(session: AsyncSession, settings: Settings, user: User) -> str:
+    """A short, polite no to a registration an admin rejected (recorded before the delete)."""
+    return await add_email(session, settings, kind="rejected", dedupe_key=f"rejected:{user.id}",
+                           to=user.email, user_id=user.id, template="rejected",
+                           username=user.username)
 
 
 async def dispatch(redis: ArqRedis, *keys: str) -> None:

@@ -21,8 +21,10 @@ The rules, and why:
 - registration_attempt: the account whose address someone tried to register still exists.
 - comment: the recipient (the task's assignee when the comment was made) still exists and
   is approved.
-A kind not listed (none today) is sent without a check. A row of a listed kind without a
-user is one whose user was deleted (the foreign key sets it to NULL).
+- password_reset: the user still exists and is approved (only approved users get one).
+A kind not listed (rejected: its recipient is deleted by design) is sent without a check.
+A row of a listed kind without a user is one whose user was deleted (the foreign key sets
+it to NULL).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ RULES: dict[str, Rule] = {
     "report": Rule(approved=True, roles=STAFF),
     "registration_attempt": Rule(),
     "comment": Rule(approved=True),
+    "password_reset": Rule(approved=True),
 }
 
 

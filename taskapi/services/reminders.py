@@ -21,15 +21,17 @@ from taskapi.core.db import Database
 from taskapi.models import EmailOutbox, Role, Task, TaskStatus, User, utcnow
 from taskapi.models.task import deadline_nulls_last
 from taskapi.services.local_time import local_day_due, user_zone
+from taskapi.services.notifications import link
 from taskapi.services.outbox import deliver, email_row, insert_ignore
 
 log = logging.getLogger("taskapi.reminders")
 BATCH = 500
 
 
-def _task_line(task: Any, now: datetime) -> dict[str, Any]:
+def _task_line(settings: Settings, task: Any, now: datetime) -> dict[str, Any]:
     return {
         "title": task.title,
+        "url": link(settings, f"/tasks/{task.id}"),
         "status": TaskStatus(task.status).value,
         "deadline": task.deadline.strftime("%Y-%m-%d %H:%M UTC") if task.deadline else None,
         "overdue": task.deadline is not None and task.deadline < now,
@@ -88,11 +90,11 @@ async def _create(db: Database, settings: Settings, due: dict[int, tuple[str, da
             return 0
         tasks: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for task in await session.execute(
-            select(Task.assigned_user_id, Task.title, Task.status, Task.deadline)
+            select(Task.id, Task.assigned_user_id, Task.title, Task.status, Task.deadline)
             .where(Task.assigned_user_id.in_(list(todo)), Task.status != TaskStatus.COMPLETED)
             .order_by(Task.assigned_user_id, deadline_nulls_last(), Task.id)
         ):
-            tasks[task.assigned_user_id].append(_task_line(task, now))
+            tasks[task.assigned_user_id].append(_task_line(settings, task, now))
         rows = [
             email_row(settings, kind="reminder", dedupe_key=key, to=user.email, user_id=uid,
                       template="reminder", now=now, username=user.username,

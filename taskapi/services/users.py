@@ -109,10 +109,12 @@ async def reject_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
     user = await _get(session, user_id)
     if user.is_approved:
         raise conflict("not_pending", "Only a pending user can be rejected.")
+    email_key = await notifications.rejected(session, ctx.settings, user)
     await session.delete(user)
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None))
     await bump(ctx.redis, users_version())
+    await notifications.dispatch(ctx.redis, email_key)
 
 
 async def update_user(session: AsyncSession, ctx: AppState, actor: Actor, user_id: int,
@@ -152,6 +154,9 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
     if user_id == actor.id:
         raise conflict("cannot_modify_self", "Admins cannot delete themselves.")
     user = await _get(session, user_id)
+    # Deleting a registration still pending is rejecting it: its owner is told.
+    email_key = None if user.is_approved else await notifications.rejected(
+        session, ctx.settings, user)
     sids = await revoke_all_sessions(session, user.id, "user_deleted")
     their_tasks = await unlink_tasks(session, actor, user_id)
     await session.delete(user)
@@ -160,3 +165,5 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
     # Their tasks were unassigned by the foreign key: those tasks, lists and stats change too.
     await bump(ctx.redis, users_version(), tasks_version(), mine_version(user_id),
                *(task_version(task_id) for task_id in their_tasks))
+    if email_key:
+        await notifications.dispatch(ctx.redis, email_key)

@@ -3,6 +3,7 @@
 from quart import Blueprint
 
 from taskapi.http.blueprints import (
+    account,
     activity,
     auth,
     docs,
@@ -18,5 +19,5 @@ from taskapi.http.blueprints import (
 # Served at the root only.
 ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp, problem_pages.bp]
 # Served at the root and mirrored under /api/v1.
-API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, activity.bp, stats.bp,
-                                  reports.bp]
+API_BLUEPRINTS: list[Blueprint] = [auth.bp, account.bp, users.bp, tasks.bp, activity.bp,
+                                  stats.bp, reports.bp]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from quart import Blueprint
-from quart_schema import tag, validate_request, validate_response
+from quart import Blueprint, request
+from quart_schema import DataSource, tag, validate_request, validate_response
 
+from taskapi.core.errors import APIError
 from taskapi.http.client import client_ip
 from taskapi.http.current import db_session, runtime
 from taskapi.http.deps import actor, require_role
 from taskapi.http.headers import no_store
 from taskapi.http.openapi import no_content, no_location, problems
 from taskapi.http.safe_writes import idempotent
-from taskapi.schemas.auth import LoginIn, RefreshIn, TokenPair
+from taskapi.schemas.auth import LoginIn, OAuthError, PasswordGrant, RefreshIn, TokenPair
 from taskapi.schemas.users import (
     EmailConfirm,
     MeUpdate,
@@ -57,7 +58,45 @@ async def confirm_email(data: EmailConfirm) -> tuple[str, int]:
 @problems(401, 403)
 async def login(data: LoginIn) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
-    return await accounts.login(db_session(), runtime(), data, client_ip())
+    return await accounts.login(db_session(), runtime(), data, client_ip(),
+                                request.headers.get("User-Agent"))
+
+
+# A /login refusal in RFC 6749 §5.2 terms: wrong credentials and a pending account are both
+# invalid_grant (400). A rate limit (429) or a busy server (503) stays a problem+json with
+# Retry-After, as on every route.
+_REFUSED = frozenset({401, 403})
+OAuthAnswer = tuple[OAuthError, int, dict[str, str]]
+
+
+def _oauth_error(status: int, error: str, description: str) -> OAuthAnswer:
+    return (OAuthError(error=error, error_description=description), status,
+            {"Pragma": "no-cache"})
+
+
+@bp.post("/token")
+@tag_
+@no_store
+@validate_request(PasswordGrant, source=DataSource.FORM)
+@validate_response(TokenPair)
+@validate_response(OAuthError, 400)
+async def oauth_token(data: PasswordGrant) -> TokenPair | OAuthAnswer:
+    """OAuth2 password grant (form: grant_type=password, username=email, password)."""
+    if data.grant_type != "password":
+        if not data.grant_type:
+            return _oauth_error(400, "invalid_request", "grant_type is required.")
+        return _oauth_error(400, "unsupported_grant_type", "Only grant_type=password.")
+    if not data.username or not data.password:
+        return _oauth_error(400, "invalid_request", "username (your email) and password "
+                                                    "are required.")
+    try:
+        return await accounts.login(db_session(), runtime(),
+                                    LoginIn(email=data.username, password=data.password),
+                                    client_ip(), request.headers.get("User-Agent"))
+    except APIError as error:
+        if error.status not in _REFUSED:
+            raise
+        return _oauth_error(400, "invalid_grant", error.detail or error.code)
 
 
 @bp.post("/token/refresh")
