@@ -37,7 +37,7 @@ _SCRIPT = """
                     || form.querySelector(".errors"), "the login to finish");
   const loginError = form.querySelector(".errors") ? form.querySelector(".errors").textContent : null;
   document.querySelector(".btn-done, .auth-btn-wrapper .btn-done").click();
-  const block = await until(() => document.querySelector("#operations-tasks-get_my_tasks"), "GET /tasks/mine");
+  const block = await until(() => document.querySelector("#operations-tasks-my_tasks"), "GET /tasks/mine");
   (block.querySelector(".opblock-summary-control") || block.querySelector(".opblock-summary")).click();
   (await until(() => block.querySelector(".try-out__btn"), "Try it out")).click();
   (await until(() => block.querySelector(".execute"), "Execute")).click();

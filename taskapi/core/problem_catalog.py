@@ -50,6 +50,10 @@ CATALOG: dict[str, ProblemType] = {
         "The account exists but an admin has not approved it yet."),
     "forbidden": ProblemType(
         403, "Forbidden", "Your role may not do this."),
+    "insufficient_scope": ProblemType(
+        403, "Insufficient scope",
+        "A personal access token with the `read` scope may only GET and HEAD; and no personal "
+        "token may create tokens, change the password or email, or end sessions: log in."),
     "not_found": ProblemType(
         404, "Not found",
         "Nothing at this URL, or nothing you may see (someone else's task is a 404 too)."),
@@ -71,6 +75,10 @@ CATALOG: dict[str, ProblemType] = {
         409, "Cannot change your own account this way",
         "An admin cannot demote, unapprove or delete themselves (so one admin always "
         "remains)."),
+    "too_many_tokens": ProblemType(
+        409, "Too many tokens",
+        "You have the most personal access tokens one account may hold: revoke one "
+        "(`DELETE /me/tokens/{id}`) first."),
     "idempotency_key_in_use": ProblemType(
         409, "Idempotency-Key in use",
         "A request with this `Idempotency-Key` is still being processed: retry shortly to get "

@@ -47,5 +47,10 @@ class PasswordGrant(BaseModel):
 
 
 class OAuthError(BaseModel):
+    """An OAuth2 token error (RFC 6749 §5.2), as POST /token answers it."""
+
+    model_config = component("OAuthError", {
+        "error": "invalid_grant", "error_description": "Wrong email or password."})
+
     error: str
     error_description: str
