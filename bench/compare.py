@@ -1,7 +1,7 @@
 """taskapi beside a bare Quart endpoint, the seed tutorial's Flask app and a FastAPI app, on
 the same data, tokens and wrk workloads, in one sitting (issue #19).
 
-    .venv/bin/python bench/compare.py [--database sqlite|postgres] [--duration 10]
+    .venv/bin/python bench/compare.py [--database sqlite|postgres] [--duration 8]
 
 Servers: bench/bare_app.py (the ceiling: one JSON endpoint on taskapi's hypercorn settings),
 `taskapi serve --workers 2` at LOG_LEVEL=INFO, bench/peers/flask_seed under `gunicorn -w 4`
@@ -56,8 +56,8 @@ WORKLOADS = ("mine", "task", "stats", "mix")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of warmup before each")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warmup before each")
     parser.add_argument("--repeats", type=int, default=3, help="measured runs per workload")
     parser.add_argument("--connections", default="64,256", help="comma list")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
