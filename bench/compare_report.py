@@ -126,5 +126,8 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
               "samples): top self")
         for name, pct in p["top_self"][:12]:
             print(f"  {pct:5.1f}%  {name}")
+        print("  top inclusive:")
+        for name, pct in p["top_inclusive"][:15]:
+            print(f"  {pct:5.1f}%  {name}")
         print("  by package: " + ", ".join(f"{n} {pct}%" for n, pct in p["by_package"][:12]))
     print()
