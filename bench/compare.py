@@ -277,7 +277,8 @@ def main() -> int:
         for app in apps.values():
             if app.name != "taskapi" and app.server.log_path.exists():
                 log(f"{app.name}.log tail:\n" + "\n".join(
-                    app.server.log_path.read_text(errors="replace").splitlines()[-30:]))
+                    app.server.log_path.read_text(errors="replace").splitlines()[-15:]))
+        log(f"failed: {exc!r} (the temp dir is kept)")
         exit_code = 2
     finally:
         for app in apps.values():

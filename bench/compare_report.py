@@ -99,13 +99,14 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"  {name}: {cmd}")
     head = (f"{'workload':34s} {'app':8s} {'req/s':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
             f"{'p99/p50':>7s} {'non-2xx':>7s} {'locked':>6s} {'CPU us/req':>10s} "
-            f"{'t/flask':>7s} {'/bare':>5s}  runs req/s")
+            f"{'t/flask':>7s} {'t/fapi':>6s} {'/bare':>5s}  runs req/s")
     for conns, per in result["summary"].items():
         print(f"\nc={conns}\n{head}\n{'-' * len(head)}")
         for w, by_app in per.items():
             ratios = result["ratios"][conns].get(w, {})
             for a, s in by_app.items():
                 tf = ratios.get("taskapi/flask") if a == "taskapi" else None
+                tq = ratios.get("taskapi/fastapi") if a == "taskapi" else None
                 tb = ratios.get(f"{a}/bare")
                 print(f"{LABELS[w]:34s} {a:8s} {s['rps_median']:7.0f} "
                       f"{s['p50_ms_median']:8.1f} {s['p99_ms_median']:8.1f} "
@@ -113,6 +114,7 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
                       f"{s['database_is_locked_total']:6d} "
                       f"{s['server_cpu_us_per_req_median']:10.0f} "
                       f"{f'{tf:7.2f}' if tf is not None else '':>7s} "
+                      f"{f'{tq:6.2f}' if tq is not None else '':>6s} "
                       f"{f'{tb:5.2f}' if tb is not None else '':>5s}  {s['rps_runs']}")
     print("\ntargets (taskapi):")
     for name, t in result["targets"].items():
