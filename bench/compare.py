@@ -26,10 +26,13 @@ import asyncio
 import os
 import secrets
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import compare_peers as peers
+import httpx
 import profiling
 from compare_report import judge, print_report, summarize_all
 from run_info import REPO, log, save_results
@@ -184,12 +187,23 @@ def ports(bench: TasksBench, args: argparse.Namespace) -> list[int]:
     return [args.port_base + 3, args.port_base + 4]
 
 
+def drainer(base: str, path: str) -> Callable[[], float]:
+    """One GET of a cheap path, waited for: it is answered once the server has worked off
+    the requests queued before it (how long that took is recorded with each run)."""
+    def drain() -> float:
+        t0 = time.monotonic()
+        httpx.get(f"{base}{path}", timeout=300).raise_for_status()
+        return time.monotonic() - t0
+    return drain
+
+
 def run_one(bench: TasksBench, label: str, server: Server, script: Path, conns: int,
             app: App | None) -> dict[str, Any]:
     args = bench.args
     res = measure(label, bench.wrk, server.base, script, threads=args.threads,
                   connections=conns, duration=args.duration, warmup=args.warmup,
-                  server_pid=server.pid, log_path=server.log_path, redis_url=args.redis_url)
+                  server_pid=server.pid, log_path=server.log_path, redis_url=args.redis_url,
+                  drain=drainer(server.base, "/bare" if app is None else "/healthz"))
     res["database_is_locked"] = app.new_locked() if app else 0
     res["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return res

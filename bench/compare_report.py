@@ -16,6 +16,10 @@ LABELS = {"mine": "GET /tasks/mine (cached)", "task": "GET /task/{id} (random, m
           "bare": "GET /bare (bare Quart)"}
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("inf")
+
+
 def summarize_all(runs: dict[str, Any]) -> dict[str, Any]:
     """Medians per connection count, workload and app (plus "database is locked" totals),
     and every app's req/s against taskapi's, Flask's and the bare app's."""
@@ -38,11 +42,11 @@ def summarize_all(runs: dict[str, Any]) -> dict[str, Any]:
             if w == "bare" or "taskapi" not in by_app:
                 continue
             t = by_app["taskapi"]["rps_median"]
-            ratios[conns][w] = {
-                f"taskapi/{a}": t / s["rps_median"] for a, s in by_app.items() if a != "taskapi"}
+            ratios[conns][w] = {f"taskapi/{a}": _ratio(t, s["rps_median"])
+                                for a, s in by_app.items() if a != "taskapi"}
             if bare:
                 for a, s in by_app.items():
-                    ratios[conns][w][f"{a}/bare"] = s["rps_median"] / bare["rps_median"]
+                    ratios[conns][w][f"{a}/bare"] = _ratio(s["rps_median"], bare["rps_median"])
     return {"summary": summary, "ratios": ratios}
 
 
