@@ -35,6 +35,8 @@ def summarize_all(runs: dict[str, Any]) -> dict[str, Any]:
                     s["database_is_locked_total"] = sum(r["database_is_locked"] for r in rs)
                     s["p99_over_p50"] = s["p99_ms_median"] / max(s["p50_ms_median"], 1e-9)
                     s["loadavg_after_runs"] = [r["loadavg_after"][0] for r in rs]
+                    s["drain_s_max"] = max(max(r.get("drain_s", {}).values(), default=0.0)
+                                           for r in rs)
                     summary[conns][w][a] = s
         bare = summary[conns].get("bare", {}).get("bare")
         ratios[conns] = {}
@@ -120,6 +122,11 @@ def print_report(result: dict[str, Any], args: argparse.Namespace) -> None:
                       f"{f'{tf:7.2f}' if tf is not None else '':>7s} "
                       f"{f'{tq:6.2f}' if tq is not None else '':>6s} "
                       f"{f'{tb:5.2f}' if tb is not None else '':>5s}  {s['rps_runs']}")
+    drains = {a: max(s["drain_s_max"] for c in result["summary"].values() for w in c.values()
+                     for b, s in w.items() if b == a)
+              for a in {b for c in result["summary"].values() for w in c.values() for b in w}}
+    print("\nlongest wait for a server to answer the closed connections' requests after a run: "
+          + ", ".join(f"{a} {v:.1f} s" for a, v in sorted(drains.items())))
     print("\ntargets (taskapi):")
     for name, t in result["targets"].items():
         print(f"  {'PASS' if t['pass'] else 'FAIL'}  {name:40s} {t['value']}  ({t['target']})")
