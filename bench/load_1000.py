@@ -55,7 +55,7 @@ from servers import (
     taskapi_bin,
     wait_ready,
 )
-from tasks_setup import add_common_args, login_all, make_env
+from tasks_setup import add_common_args, add_store_args, login_all, make_env
 from wrk_lua import write_lua
 from wrk_runs import find_wrk, run_wrk
 
@@ -101,14 +101,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     add_common_args(parser)
-    parser.add_argument("--put-every", type=int, default=10, help="10 = 90/10")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10",
-                        help="flushed at start and end: never point this at real data")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432")
-    parser.add_argument("--pg-database", default="taskapi_load_1000")
-    parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir and database")
-    parser.add_argument("--no-save", action="store_true")
+    add_store_args(parser, redis_db=10, pg_database="taskapi_load_1000", log_level="WARNING")
     return parser.parse_args()
 
 

@@ -18,6 +18,18 @@ from proc_stats import worker_pids
 from run_info import REPO, log
 from wrk_runs import run_wrk
 
+
+def add_args(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """--profile (auto: the runs that missed a target; all; off) and py-spy's options."""
+    parser.add_argument("--profile", choices=("auto", "all", "off"), default=default,
+                        help="py-spy the workers for missed targets (auto), every phase, or not")
+    parser.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy",
+                        help="py-spy executable (pip install --target /tmp/pyspy py-spy)")
+    parser.add_argument("--profile-seconds", type=int, default=12)
+    parser.add_argument("--profile-native", action="store_true",
+                        help="py-spy --native (pauses the workers per sample; C frames too)")
+
+
 _FRAME_LINE = re.compile(r":\d+\)$")
 _THREAD_FRAME = re.compile(r"^thread \((\d+)\)")
 _THREAD_NUMBER = re.compile(r"Thread-(\d+) \(_connection_worker_thread\)")

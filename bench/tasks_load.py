@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import profiling
 from run_info import REPO, log, save_results
 from tasks_bench import TasksBench
 from tasks_phases import (
@@ -40,7 +41,7 @@ from tasks_phases import (
     write_scripts,
 )
 from tasks_report import print_report
-from tasks_setup import add_common_args
+from tasks_setup import add_common_args, add_store_args
 from tasks_targets import judge
 from wrk_runs import find_wrk
 
@@ -58,24 +59,8 @@ def parse_args() -> argparse.Namespace:
     add_common_args(parser)
     parser.add_argument("--big-tasks", type=int, default=200_000,
                         help="table size for the second GET /task/{id} run (0: skip)")
-    parser.add_argument("--put-every", type=int, default=10,
-                        help="mix: every Nth request is a PUT (10 = 90/10)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13",
-                        help="flushed at start and end: never point this at real data")
-    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
-                        help="server URL; the bench creates and drops --pg-database on it")
-    parser.add_argument("--pg-database", default="taskapi_bench")
-    parser.add_argument("--log-level", default="WARNING")
-    parser.add_argument("--profile", choices=("auto", "all", "off"), default="auto",
-                        help="py-spy the workers for missed targets (auto), every phase, or not")
-    parser.add_argument("--py-spy", default="/tmp/pyspy/bin/py-spy",
-                        help="py-spy executable (pip install --target /tmp/pyspy py-spy)")
-    parser.add_argument("--profile-seconds", type=int, default=12)
-    parser.add_argument("--profile-native", action="store_true",
-                        help="py-spy --native (pauses the workers per sample; C frames too)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temp dir (server logs, Lua, py-spy output) and database")
-    parser.add_argument("--no-save", action="store_true", help="do not write results JSON")
+    add_store_args(parser, redis_db=13, pg_database="taskapi_bench", log_level="WARNING")
+    profiling.add_args(parser, default="auto")
     args = parser.parse_args()
     args.connections = [int(c) for c in str(args.connections).split(",") if c.strip()]
     return args

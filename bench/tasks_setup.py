@@ -26,6 +26,9 @@ def make_env(args: argparse.Namespace, data_dir: Path, database_url: str) -> dic
         "TASKAPI_LOG_LEVEL": args.log_level,
         "TASKAPI_RATE_LIMIT_DEFAULT": "100000000/minute",
         "TASKAPI_RATE_LIMIT_LOGIN": "100000/minute",
+        # The setup logs 51 users in from one address, 4 at a time (decision 019's limits).
+        "TASKAPI_RATE_LIMIT_LOGIN_IP": "100000/minute",
+        "TASKAPI_PASSWORD_QUEUE_WAIT": "60",
         "TASKAPI_ACCESS_TOKEN_EXPIRES": "86400",
     })
     return env
@@ -39,6 +42,23 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--employees", type=int, default=200)
     parser.add_argument("--managers", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=2000)
+
+
+def add_store_args(parser: argparse.ArgumentParser, *, redis_db: int, pg_database: str,
+                   log_level: str) -> None:
+    """The database, Redis and logging of the seeded server, and what to keep (shared by
+    tasks_load.py, load_1000.py and compare.py)."""
+    parser.add_argument("--put-every", type=int, default=10,
+                        help="mix: every Nth request is a PUT (10 = 90/10)")
+    parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{redis_db}",
+                        help="flushed at start and end: never point this at real data")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432",
+                        help="server URL; the bench creates and drops --pg-database on it")
+    parser.add_argument("--pg-database", default=pg_database)
+    parser.add_argument("--log-level", default=log_level)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temp dir (server logs, Lua, py-spy output) and database")
+    parser.add_argument("--no-save", action="store_true", help="do not write results JSON")
 
 
 async def login_all(base: str, emails: list[str], concurrency: int) -> list[str]:
@@ -56,9 +76,11 @@ async def login_all(base: str, emails: list[str], concurrency: int) -> list[str]
 
 
 async def check_api(base: str, tokens: list[str], owners: list[int], own_ids: dict[int, list[int]],
-                    manager_token: str, total_tasks: int, total_users: int) -> dict[str, Any]:
-    """Every token reads exactly its owner's tasks; someone else's task is a 404; /stats
-    counts the seed; a status update works. Also fills the auth and response caches."""
+                    manager_token: str, total_tasks: int, total_users: int,
+                    etag: bool = True) -> dict[str, Any]:
+    """Every token reads exactly its owner's tasks (with an ETag unless `etag` is false: the
+    peers of compare.py send none); someone else's task is a 404; /stats counts the seed; a
+    status update works. Also fills the auth and response caches."""
     async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as client:
         sem = asyncio.Semaphore(8)
 
@@ -68,7 +90,7 @@ async def check_api(base: str, tokens: list[str], owners: list[int], own_ids: di
 
         mines = await asyncio.gather(*(get("/tasks/mine", t) for t in tokens))
         for owner, resp in zip(owners, mines, strict=True):
-            if resp.status_code != 200 or "etag" not in resp.headers:
+            if resp.status_code != 200 or (etag and "etag" not in resp.headers):
                 raise RuntimeError(f"GET /tasks/mine: {resp.status_code} {resp.text[:200]}")
             items = resp.json()
             expected = min(50, len(own_ids[owner]))

@@ -9,6 +9,7 @@ import resource
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +54,29 @@ def run_wrk(wrk: str, base: str, script: Path, *, threads: int, connections: int
 
 def measure(name: str, wrk: str, base: str, script: Path, *, threads: int, connections: int,
             duration: int, warmup: int, server_pid: int, log_path: Path,
-            redis_url: str | None = None) -> dict[str, Any]:
+            redis_url: str | None = None,
+            drain: Callable[[], float] | None = None) -> dict[str, Any]:
     """A warmup run (its non-2xx and socket errors are kept too), then the measured run,
-    with the server's CPU (whole process tree) and its new log lines."""
+    with the server's CPU (whole process tree) and its new log lines. `drain` (if given)
+    runs after the warmup and after the measured run and returns the seconds it waited: a
+    server that queues connections (gunicorn's sync workers) still answers the requests
+    of the connections wrk closed, which would eat into the next run."""
     lines0, errors0 = count_lines(log_path)  # server log lines, warmup included
     warm: dict[str, Any] | None = None
+    drained_warmup = 0.0
     if warmup > 0:
         warm = run_wrk(wrk, base, script, threads=threads, connections=connections,
                        duration=warmup)
+        drained_warmup = drain() if drain else 0.0
     cpu0, loop0 = worker_cpu(server_pid), loop_cpu(server_pid)
     rcpu0 = redis_cpu(redis_url) if redis_url else None
     res = run_wrk(wrk, base, script, threads=threads, connections=connections,
                   duration=duration)
     cpu1, loop1 = worker_cpu(server_pid), loop_cpu(server_pid)
     rcpu1 = redis_cpu(redis_url) if redis_url else None
+    if drain:
+        res["drain_s"] = {"after_warmup": round(drained_warmup, 2),
+                          "after_run": round(drain(), 2)}
     res["name"], res["connections"] = name, connections
     res["server_cpu_s"] = cpu1 - cpu0
     res["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / max(res["requests"], 1)
