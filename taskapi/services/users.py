@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.core.cache import bump, mine_version, task_version, tasks_version, users_version
 from taskapi.core.db import Database
 from taskapi.core.errors import conflict, not_found
+from taskapi.core.event_channel import announce
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.core.passwords import hash_password
 from taskapi.core.state import AppState
@@ -152,3 +153,5 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
     # Their tasks were unassigned by the foreign key: those tasks, lists and stats change too.
     await bump(ctx.redis, users_version(), tasks_version(), mine_version(user_id),
                *(task_version(task_id) for task_id in their_tasks))
+    if their_tasks:
+        await announce(ctx.redis)  # their unassignments reach the live streams

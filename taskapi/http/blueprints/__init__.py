@@ -6,16 +6,18 @@ from taskapi.http.blueprints import (
     activity,
     auth,
     docs,
+    events,
     health,
     metrics,
     reports,
     stats,
     tasks,
     users,
+    ws,
 )
 
 # Served at the root only.
 ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp]
 # Served at the root and mirrored under /api/v1.
 API_BLUEPRINTS: list[Blueprint] = [auth.bp, users.bp, tasks.bp, activity.bp, stats.bp,
-                                  reports.bp]
+                                  reports.bp, events.bp, ws.bp]
