@@ -159,11 +159,9 @@ class WS:
 
     async def close(self) -> None:
         if not self._done:
-            try:
+            with contextlib.suppress(Exception):  # the server may have gone already
                 self.writer.write(self.conn.send(CloseConnection(code=1000)))
                 await self.writer.drain()
-            except Exception:
-                pass
         self.writer.close()
 
 
