@@ -43,6 +43,7 @@ log = logging.getLogger("taskapi.live")
 POLL_INTERVAL = 2.0  # seconds between safety reads while subscribed
 POLL_INTERVAL_DOWN = 0.5  # while the subscription is down
 PAGE = 500
+CUT_GRACE = 5.0  # seconds an ended stream may take to write its last frames
 RETRY_HINT_MS = 3000  # clients reconnect after about this long (jittered on shutdown)
 
 # Why a stream ended (sent to WebSocket clients as the close reason).
@@ -58,6 +59,9 @@ class Stream:
     queue: deque[Event] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     ended: str | None = None
+    # The task writing to the client, and whether the transport has finished with it.
+    task: asyncio.Task[Any] | None = None
+    done: bool = False
 
     def offer(self, event: Event) -> None:
         if self.ended is not None or view_of(self.actor, event) is None:
@@ -70,9 +74,16 @@ class Stream:
         self.wake.set()
 
     def end(self, reason: str) -> None:
+        """Wake the transport to finish the stream; one stuck writing to a client that reads
+        nothing is cancelled after CUT_GRACE seconds (its connection is then dropped)."""
         if self.ended is None:
             self.ended = reason
+            asyncio.get_running_loop().call_later(CUT_GRACE, self._cut)
         self.wake.set()
+
+    def _cut(self) -> None:
+        if not self.done and self.task is not None:
+            self.task.cancel()
 
 
 class Hub:
@@ -189,6 +200,9 @@ class Hub:
                 self.head = event.id
                 for stream in list(self.streams):
                     stream.offer(event)
+                # Let the streams write before the next event: a burst must not fill the
+                # queue of a client that keeps up.
+                await asyncio.sleep(0)
             if len(rows) < PAGE:
                 return
 
@@ -253,6 +267,7 @@ async def items(hub: Hub, stream: Stream, last_id: int | None) -> AsyncIterator[
     a HEARTBEAT every EVENTS_HEARTBEAT seconds (the first one jittered, then on a fixed
     beat, so a broadcast does not line every stream's heartbeat up). Ends when the stream
     ends; a slow stream gets a Reset first."""
+    stream.task = asyncio.current_task()
     sent = 0
     if last_id is not None:
         if await needs_reset(hub.db, last_id):

@@ -61,6 +61,7 @@ async def sse_body(live: Hub, stream: Stream, after: int | None) -> AsyncIterato
         if stream.ended == SHUTDOWN:  # reconnect elsewhere, not all at once
             yield f"retry: {retry_hint(jitter=True)}\n\n".encode()
     finally:
+        stream.done = True
         live.release(stream)
 
 

@@ -77,7 +77,8 @@ async def _converse(live: Hub, stream: Stream, after: int | None) -> None:
             done, _ = await asyncio.wait({sender, receiving}, return_when=asyncio.FIRST_COMPLETED)
             if sender in done:
                 receiving.cancel()
-                sender.result()
+                if not sender.cancelled():  # cancelled: cut off (services/live.py Stream)
+                    sender.result()
                 return
             message = _parse(receiving.result())
             resume = message.get("last_event_id")
@@ -124,5 +125,6 @@ async def ws() -> Response | None:
         if stream.ended is not None:
             await websocket.close(_CLOSE.get(stream.ended, 1000), stream.ended)
     finally:
+        stream.done = True
         live.release(stream)
     return None
