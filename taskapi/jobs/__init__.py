@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from taskapi.jobs.emails import deliver_email, deliver_pending_emails
+from taskapi.jobs.events import prune_events
 from taskapi.jobs.maintenance import db_maintenance
 from taskapi.jobs.reminders import send_daily_reminders
 from taskapi.jobs.reports import send_scheduled_reports, send_task_report
@@ -21,5 +22,5 @@ Job = Callable[..., Awaitable[Any]]
 JOBS: dict[str, Job] = {
     job.__name__: job
     for job in (deliver_email, deliver_pending_emails, send_daily_reminders, send_task_report,
-                send_scheduled_reports, db_maintenance)
+                send_scheduled_reports, db_maintenance, prune_events)
 }

@@ -19,6 +19,7 @@ from taskapi.jobs import (
     JOBS,
     db_maintenance,
     deliver_pending_emails,
+    prune_events,
     send_daily_reminders,
     send_scheduled_reports,
 )
@@ -63,6 +64,8 @@ def cron_jobs(sweep_interval: int = 60) -> list[CronJob]:
         cron(deliver_pending_emails, second=set(range(0, 60, sweep_interval)), unique=True,
              timeout=300),
         cron(db_maintenance, hour={3}, minute={17}, unique=True),
+        # Hourly: the live-event payloads past EVENTS_RETENTION.
+        cron(prune_events, minute={41}, unique=True, timeout=600),
     ]
 
 

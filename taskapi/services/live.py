@@ -22,6 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,6 +35,7 @@ from taskapi.core.db import Database
 from taskapi.core.errors import APIError
 from taskapi.core.event_channel import CHANNEL
 from taskapi.core.redis_client import GuardedRedis
+from taskapi.models import utcnow
 from taskapi.services import events
 from taskapi.services.authstate import Actor
 from taskapi.services.live_auth import current_actors
@@ -236,16 +238,18 @@ async def read_after(db: Database, after: int, limit: int) -> list[Event]:
             for r in rows]
 
 
-async def needs_reset(db: Database, last_id: int) -> bool:
-    """Whether events after `last_id` may have been pruned (or the id is from another log):
-    the client must refetch rather than replay."""
+async def needs_reset(db: Database, last_id: int, retention: int) -> bool:
+    """Whether the events after `last_id` cannot be replayed: the first of them is older
+    than the retention (its payload may be pruned: decision 040), or the id is past the
+    log's end (another log's id). The client must refetch rather than replay."""
     table = events.EVENTS
     async with db.session(write=False) as session:
-        low, high = (await session.execute(
-            select(func.min(table.c.id), func.max(table.c.id)))).one()
-    if low is None:
-        return last_id > 0
-    return last_id < low - 1 or last_id > high
+        first = await session.scalar(select(table.c.created_at).where(table.c.id > last_id)
+                                     .order_by(table.c.id).limit(1))
+        if first is not None:
+            return bool(first < utcnow() - timedelta(seconds=retention))
+        high = await session.scalar(select(func.max(table.c.id))) or 0
+    return last_id > high
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +274,7 @@ async def items(hub: Hub, stream: Stream, last_id: int | None) -> AsyncIterator[
     stream.task = asyncio.current_task()
     sent = 0
     if last_id is not None:
-        if await needs_reset(hub.db, last_id):
+        if await needs_reset(hub.db, last_id, hub.settings.events_retention):
             yield Reset(hub.head, "expired")  # then every live event from now on
         else:
             sent = last_id
