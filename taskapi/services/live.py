@@ -4,12 +4,12 @@ A task write commits its event row (services/events.py), then `announce` publish
 one Redis channel. Each process holds ONE subscription; a poke makes its hub read the rows
 after the last id it has seen, in id order (ids increase in commit order: decision 022), and
 offer each event to its local streams. The hub also reads every POLL_INTERVAL (faster while
-the subscription is down), so a lost poke delays an event, never drops it (decision 023).
+the subscription is down), so a lost poke delays an event, never drops it (decision 039).
 
 Each stream has a bounded queue: a client that falls EVENTS_QUEUE events behind is cut off
 (its transport sends `event: reset`). Every EVENTS_AUTH_CHECK seconds the hub re-reads each
 stream's session and user state; a revoked session, a deleted, unapproved or re-roled user
-ends the stream (decision 024).
+ends the stream (decision 040).
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import logging
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -35,57 +34,18 @@ from taskapi.core.db import Database
 from taskapi.core.errors import APIError
 from taskapi.core.event_channel import CHANNEL
 from taskapi.core.redis_client import GuardedRedis
-from taskapi.models import utcnow
 from taskapi.services import events
 from taskapi.services.authstate import Actor
 from taskapi.services.live_auth import current_actors
-from taskapi.services.live_events import Event, view_of
+from taskapi.services.live_events import REVOKED, SHUTDOWN, SLOW, Event, Stream, view_of
+from taskapi.services.live_log import needs_reset, read_after
 
 log = logging.getLogger("taskapi.live")
 POLL_INTERVAL = 2.0  # seconds between safety reads while subscribed
 POLL_INTERVAL_DOWN = 0.5  # while the subscription is down
 PAGE = 500
-CUT_GRACE = 5.0  # seconds an ended stream may take to write its last frames
 RETRY_HINT_MS = 3000  # clients reconnect after about this long (jittered on shutdown)
 
-# Why a stream ended (sent to WebSocket clients as the close reason).
-REVOKED, SLOW, SHUTDOWN = "revoked", "slow", "shutdown"
-
-
-@dataclass(eq=False, slots=True)
-class Stream:
-    """One client's stream: its caller, its queue, and why it ended (None while open)."""
-
-    actor: Actor
-    limit: int
-    queue: deque[Event] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: str | None = None
-    # The task writing to the client, and whether the transport has finished with it.
-    task: asyncio.Task[Any] | None = None
-    done: bool = False
-
-    def offer(self, event: Event) -> None:
-        if self.ended is not None or view_of(self.actor, event) is None:
-            return
-        if len(self.queue) >= self.limit:
-            self.end(SLOW)
-            self.queue.clear()
-            return
-        self.queue.append(event)
-        self.wake.set()
-
-    def end(self, reason: str) -> None:
-        """Wake the transport to finish the stream; one stuck writing to a client that reads
-        nothing is cancelled after CUT_GRACE seconds (its connection is then dropped)."""
-        if self.ended is None:
-            self.ended = reason
-            asyncio.get_running_loop().call_later(CUT_GRACE, self._cut)
-        self.wake.set()
-
-    def _cut(self) -> None:
-        if not self.done and self.task is not None:
-            self.task.cancel()
 
 
 class Hub:
@@ -225,31 +185,6 @@ class Hub:
         for stream in list(self.streams):
             if now.get((stream.actor.id, stream.actor.sid)) != stream.actor:
                 stream.end(REVOKED)
-
-
-async def read_after(db: Database, after: int, limit: int) -> list[Event]:
-    table = events.EVENTS
-    query = (select(table.c.id, table.c.type, table.c.task_id, table.c.audience, table.c.data,
-                    table.c.created_at)
-             .where(table.c.id > after).order_by(table.c.id).limit(limit))
-    async with db.session(write=False) as session:
-        rows = (await session.execute(query)).all()
-    return [Event(r.id, r.type, r.task_id, frozenset(r.audience or ()), r.data, r.created_at)
-            for r in rows]
-
-
-async def needs_reset(db: Database, last_id: int, retention: int) -> bool:
-    """Whether the events after `last_id` cannot be replayed: the first of them is older
-    than the retention (its payload may be pruned: decision 040), or the id is past the
-    log's end (another log's id). The client must refetch rather than replay."""
-    table = events.EVENTS
-    async with db.session(write=False) as session:
-        first = await session.scalar(select(table.c.created_at).where(table.c.id > last_id)
-                                     .order_by(table.c.id).limit(1))
-        if first is not None:
-            return bool(first < utcnow() - timedelta(seconds=retention))
-        high = await session.scalar(select(func.max(table.c.id))) or 0
-    return last_id > high
 
 
 @dataclass(frozen=True, slots=True)

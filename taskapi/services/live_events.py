@@ -1,8 +1,11 @@
-"""An event as streams see it: who may see it, and its frames, encoded once per process."""
+"""An event as streams see it (who may see it, its frames encoded once per process), and one
+client's stream with its bounded queue."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -12,6 +15,9 @@ from taskapi.services.authstate import Actor
 from taskapi.services.tasks.access import visible_to
 
 View = Literal["full", "brief"]
+CUT_GRACE = 5.0  # seconds an ended stream may take to write its last frames
+# Why a stream ended (sent to WebSocket clients as the close reason).
+REVOKED, SLOW, SHUTDOWN = "revoked", "slow", "shutdown"
 
 
 @dataclass(eq=False, slots=True)
@@ -58,3 +64,39 @@ def view_of(actor: Actor, event: Event) -> View | None:
     if actor.id in event.audience:
         return "brief" if event.type == events.ASSIGNED else "full"
     return None
+
+
+@dataclass(eq=False, slots=True)
+class Stream:
+    """One client's stream: its caller, its queue, and why it ended (None while open)."""
+
+    actor: Actor
+    limit: int
+    queue: deque[Event] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: str | None = None
+    # The task writing to the client, and whether the transport has finished with it.
+    task: asyncio.Task[Any] | None = None
+    done: bool = False
+
+    def offer(self, event: Event) -> None:
+        if self.ended is not None or view_of(self.actor, event) is None:
+            return
+        if len(self.queue) >= self.limit:
+            self.end(SLOW)
+            self.queue.clear()
+            return
+        self.queue.append(event)
+        self.wake.set()
+
+    def end(self, reason: str) -> None:
+        """Wake the transport to finish the stream; one stuck writing to a client that reads
+        nothing is cancelled after CUT_GRACE seconds (its connection is then dropped)."""
+        if self.ended is None:
+            self.ended = reason
+            asyncio.get_running_loop().call_later(CUT_GRACE, self._cut)
+        self.wake.set()
+
+    def _cut(self) -> None:
+        if not self.done and self.task is not None:
+            self.task.cancel()

@@ -1,7 +1,7 @@
 """Stream tickets: browsers' EventSource and WebSocket cannot send an Authorization header,
 and a JWT in a query string lands in access logs. A signed-in user trades their bearer token
 for a ticket (POST /events/ticket): random, single use (GETDEL), valid TICKET_TTL seconds,
-bound to the user and session, stored hashed in Redis (decision 039)."""
+bound to the user and session, stored hashed in Redis (decision 040)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from taskapi.http.current import runtime
 from taskapi.http.deps import BEARER, ROLES_ATTRIBUTE, actor, require_role
 from taskapi.http.headers import no_store
 from taskapi.http.live import hub, retry_hint, stream_actor
+from taskapi.http.openapi import EXTRA_ATTRIBUTE
 from taskapi.http.responses import parse_query
 from taskapi.models import Role
 from taskapi.schemas.events import EventsQuery, TicketOut
@@ -85,6 +86,26 @@ async def stream_events() -> Response:
     return response
 
 
+_EXAMPLE = ('retry: 3000\n\nid: 42\nevent: task.status_changed\ndata: {"id":7,"title":"Ship",'
+            '"status":"completed",…}\n\n: heartbeat\n\n')
+setattr(stream_events, EXTRA_ATTRIBUTE, {
+    "responses": {200: {
+        "description": "An endless event stream. Each message: `id` (the event id), `event` "
+                       "(task.created, task.updated, task.status_changed, task.assigned, "
+                       "task.deleted, comment.created, or reset: refetch, then resume from "
+                       "its id), `data` (one line of JSON: the task as GET /task/{id} returns "
+                       "it; `{\"id\"}` for a deletion; `{\"id\", \"assigned_user_id\"}` "
+                       "for a task taken away from you). A `: heartbeat` comment every "
+                       "EVENTS_HEARTBEAT seconds.",
+        "content": {SSE: {"schema": {"type": "string"}, "example": _EXAMPLE}},
+        "headers": {"Cache-Control": {"schema": {"type": "string", "enum": ["no-cache"]}},
+                    "X-Accel-Buffering": {"schema": {"type": "string", "enum": ["no"]}}},
+    }},
+    "parameters": [{"name": "Last-Event-ID", "in": "header", "required": False,
+                    "description": "The last event id received (browsers send it when they "
+                                   "reconnect): the later events are replayed first.",
+                    "schema": {"type": "integer", "minimum": 0}}],
+})
 # Any signed-in user (by ticket or bearer): documented as bearer-protected, 401 included.
 setattr(stream_events, ROLES_ATTRIBUTE, tuple(Role))
 setattr(stream_events, QUART_SCHEMA_SECURITY_ATTRIBUTE, BEARER)
