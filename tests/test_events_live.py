@@ -112,6 +112,15 @@ async def test_replay_after_a_disconnect_is_exact_then_live(tmp_path: Path, data
             assert reset.json() == {"reason": "expired"}
             await _write(base, "PUT", f"/task/{mine['id']}/status", employee, status="pending")
             assert (await stream.next() or reset).event == "task.status_changed"
+            # /metrics (every worker's samples): one open stream, events published and
+            # delivered, the delivery lag.
+            scraped = httpx.get(f"{base}/metrics").text
+            samples = {line.split(" ")[0]: float(line.split(" ")[1])
+                       for line in scraped.splitlines() if line and not line.startswith("#")}
+            assert samples["taskapi_event_streams"] == 1
+            assert samples["taskapi_events_published_total"] >= 5
+            assert samples["taskapi_events_delivered_total"] >= 10
+            assert samples["taskapi_event_delivery_lag_seconds_count"] >= 5
 
 
 async def test_who_sees_what_through_both_transports(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -56,7 +56,7 @@ class Hub:
         self.settings, self.db, self.redis, self.redis_url = settings, db, redis, redis_url
         self.streams: set[Stream] = set()
         self.per_user: Counter[int] = Counter()
-        self.head = 0  # the last event id read
+        self.head = -1  # the last event id read (-1: not read yet)
         self.stopping = False
         self._dirty = asyncio.Event()
         self._subscribed = False
@@ -67,8 +67,10 @@ class Hub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        async with self.db.session(write=False) as session:
-            self.head = await session.scalar(select(func.max(events.EVENTS.c.id))) or 0
+        try:
+            await self._find_head()
+        except Exception:  # the database may be away: found on the first read
+            log.warning("event log not readable at start; streams begin once it is")
         self._tasks = [asyncio.create_task(coro) for coro in
                        (self._listen(), self._read_loop(), self._auth_loop())]
         _register(self)
@@ -154,8 +156,14 @@ class Hub:
                 log.exception("reading the event log failed")
                 await asyncio.sleep(POLL_INTERVAL_DOWN)
 
+    async def _find_head(self) -> None:
+        async with self.db.session(write=False) as session:
+            self.head = await session.scalar(select(func.max(events.EVENTS.c.id))) or 0
+
     async def read_new(self) -> None:
         """Offer every event after `head` to the streams, in id order."""
+        if self.head < 0:  # not known yet: live streams begin at the log's end
+            await self._find_head()
         while True:
             rows = await read_after(self.db, self.head, PAGE)
             for event in rows:
@@ -210,7 +218,7 @@ async def items(hub: Hub, stream: Stream, last_id: int | None) -> AsyncIterator[
     sent = 0
     if last_id is not None:
         if await needs_reset(hub.db, last_id, hub.settings.events_retention):
-            yield Reset(hub.head, "expired")  # then every live event from now on
+            yield Reset(max(hub.head, 0), "expired")  # then every live event from now on
         else:
             sent = last_id
             while True:
@@ -233,7 +241,7 @@ async def items(hub: Hub, stream: Stream, last_id: int | None) -> AsyncIterator[
                 yield event
         if stream.ended is not None:
             if stream.ended == SLOW:
-                yield Reset(hub.head, SLOW)
+                yield Reset(max(hub.head, 0), SLOW)
             return
         stream.wake.clear()
         try:
