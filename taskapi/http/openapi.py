@@ -28,11 +28,11 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 PROBLEMS_ATTRIBUTE = "_taskapi_problems"
 NO_CONTENT_ATTRIBUTE = "_taskapi_no_content"
 NO_LOCATION_ATTRIBUTE = "_taskapi_no_location"
-# Responses and parameters a route documents by hand (a stream's text/event-stream answer).
-EXTRA_ATTRIBUTE = "_taskapi_openapi_extra"
 API_PREFIX = "/api/v1"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# Responses and parameters a route documents by hand (a stream's text/event-stream answer).
+EXTRA_ATTRIBUTE = "_taskapi_openapi_extra"
 
 
 def problems(*statuses: int) -> Callable[[F], F]:

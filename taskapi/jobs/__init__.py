@@ -22,5 +22,6 @@ Job = Callable[..., Awaitable[Any]]
 JOBS: dict[str, Job] = {
     job.__name__: job
     for job in (deliver_email, deliver_pending_emails, send_daily_reminders, send_task_report,
-                send_scheduled_reports, db_maintenance, prune_events)
+                send_scheduled_reports, db_maintenance)
 }
+JOBS[prune_events.__name__] = prune_events  # live events (issue 15)
