@@ -127,25 +127,40 @@ async def test_sigterm_ends_streams_at_once_with_a_retry_hint(tmp_path: Path, da
         assert process.returncode == 0
 
 
+def _stalled_stream(port: int, token: str) -> socket.socket:
+    """An SSE stream on a socket with a small receive buffer that the test does not read."""
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                    f"{token}\r\n\r\n".encode())
+    return stalled
+
+
+async def _flood(base: str, db: Any, redis_sync: Any, manager: Any) -> None:
+    """More than the socket buffers hold (up to 4 MiB here): 800 events of 10 kB at once."""
+    task = httpx.post(f"{base}/tasks", headers=manager.headers,
+                      json={"title": "big", "description": "x" * 10_000}).json()
+    async with db.transaction() as session:
+        for _ in range(800):
+            await events.record(session, events.values(
+                events.UPDATED, task["id"], manager.id, [], task))
+    redis_sync.publish(CHANNEL, b"")
+
+
+def _open_streams(base: str) -> float:
+    scraped = httpx.get(f"{base}/metrics").text
+    return next(float(line.split()[1]) for line in scraped.splitlines()
+                if line.startswith("taskapi_event_streams "))
+
+
 async def test_a_slow_consumer_is_cut_off_with_a_reset(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user, db) -> None:  # type: ignore[no-untyped-def]
     manager = await make_user("manager")
     env = _env(tmp_path, database_url, redis_url, TASKAPI_EVENTS_QUEUE="4")
     with serve(env) as base:
-        port = int(base.rsplit(":", 1)[1])
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(("127.0.0.1", port))
-        slow.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                     f"{manager.access}\r\n\r\n".encode())
+        slow = _stalled_stream(int(base.rsplit(":", 1)[1]), manager.access)
         await asyncio.sleep(0.5)  # the stream is open; this client now reads nothing
-        # More than the socket buffers hold (up to 4 MiB here): 800 events of 10 kB.
-        task = httpx.post(f"{base}/tasks", headers=manager.headers,
-                          json={"title": "big", "description": "x" * 10_000}).json()
-        async with db.transaction() as session:
-            for _ in range(800):
-                await events.record(session, events.values(
-                    events.UPDATED, task["id"], manager.id, [], task))
-        redis_sync.publish(CHANNEL, b"")
+        await _flood(base, db, redis_sync, manager)
         await asyncio.sleep(1.5)  # the queue has overflowed
         # Reading again: what the socket buffers held, then the reset, then the end.
         slow.settimeout(10)
@@ -161,6 +176,28 @@ async def test_a_slow_consumer_is_cut_off_with_a_reset(tmp_path: Path, database_
         # The server took nothing amiss: new streams open.
         async with sse(f"{base}/events", manager.headers) as stream:
             assert stream.response.status_code == 200
+
+
+async def test_a_client_that_reads_nothing_is_dropped(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Its last frames cannot be written either: after CUT_GRACE (5 s) the server drops the
+    connection and forgets the stream, whatever the client does."""
+    manager = await make_user("manager")
+    env = _env(tmp_path, database_url, redis_url, TASKAPI_EVENTS_QUEUE="4")
+    with serve(env) as base:
+        stalled = _stalled_stream(int(base.rsplit(":", 1)[1]), manager.access)
+        await asyncio.sleep(0.5)
+        assert _open_streams(base) == 1
+        await _flood(base, db, redis_sync, manager)
+        deadline = time.monotonic() + 10
+        while _open_streams(base) != 0:
+            assert time.monotonic() < deadline, "the stalled stream was never dropped"
+            await asyncio.sleep(0.25)
+        stalled.settimeout(10)
+        received = b""
+        while chunk := stalled.recv(65536):  # what the buffers held, then the drop
+            received += chunk
+        stalled.close()
+        assert not received.endswith(b"\r\n0\r\n\r\n")  # cut, not ended
 
 
 async def test_stream_caps_answer_problems_with_retry_after(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
