@@ -120,7 +120,7 @@ async def test_replay_after_a_disconnect_is_exact_then_live(tmp_path: Path, data
             assert samples["taskapi_event_streams"] == 1
             assert samples["taskapi_events_published_total"] >= 5
             assert samples["taskapi_events_delivered_total"] >= 10
-            assert samples["taskapi_event_delivery_lag_seconds_count"] >= 5
+            assert samples["taskapi_event_delivery_lag_seconds_count"] >= 3  # live sends only
 
 
 async def test_who_sees_what_through_both_transports(tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
