@@ -183,7 +183,9 @@ async def main(args: argparse.Namespace) -> int:
                "TASKAPI_SECRET_KEY": "bench-secret-" + "x" * 40,
                "TASKAPI_REDIS_URL": args.redis_url, "TASKAPI_LOG_LEVEL": "WARNING",
                "TASKAPI_RATE_LIMIT_DEFAULT": "10000000/minute",
-               "TASKAPI_RATE_LIMIT_LOGIN": "1000/minute"}
+               "TASKAPI_RATE_LIMIT_LOGIN": "1000/minute",
+               # One staff user holds every stream: lift the per-user cap (default 20).
+               "TASKAPI_MAX_STREAMS_PER_USER": str(args.streams)}
         for cmd in (["db", "upgrade"], ["create-admin", "--email", "bench@example.com",
                                         "--username", "bench", "--password", PASSWORD]):
             await asyncio.to_thread(subprocess.run, [tapi, *cmd], env=env, cwd=tmp,
