@@ -30,6 +30,7 @@ from taskapi.http.current import EXTENSION_KEY, close_db_session
 from taskapi.http.gate import identify_and_limit
 from taskapi.http.headers import add_declared_headers
 from taskapi.http.limits import CONVERTERS, check_ids, guard_json, head_error
+from taskapi.http.live import install_hub
 from taskapi.http.openapi import API_PREFIX, BODY_METHODS, Provider
 from taskapi.http.problems import register_error_handlers
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     _install_request_hooks(app)
     _install_lifecycle(app)
+    install_hub(app)  # live events: the process's hub (http/live.py)
     limited = ConcurrencyLimit(app.asgi_app, settings.max_concurrency,
                                max_body=settings.max_body_bytes,
                                body_timeout=settings.body_timeout)

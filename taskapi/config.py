@@ -128,6 +128,22 @@ class Settings(BaseSettings):
     # Seconds a password reset link stays valid (30 minutes).
     password_reset_expires: int = Field(30 * 60, gt=0)
 
+    # --- live events (issue 15): GET /events (SSE), GET /ws, POST /events/ticket ---
+    # Seconds an event stays in the log for replay (7 days); the worker prunes older ones,
+    # and a Last-Event-ID older than that gets `event: reset`.
+    events_retention: int = Field(7 * 24 * 3600, gt=0)
+    # Seconds between heartbeat comments on an idle stream (keep it inside proxies' read
+    # timeouts: deploy/nginx.conf allows 1 h).
+    events_heartbeat: float = Field(15.0, gt=0)
+    # Open streams (SSE and WebSocket) per server process; beyond it 503 + Retry-After.
+    max_streams: int = Field(10_000, gt=0)
+    # Open streams per user per server process; beyond it 429 + Retry-After.
+    max_streams_per_user: int = Field(20, gt=0)
+    # Events queued for one stream; a client that falls this far behind is cut off.
+    events_queue: int = Field(256, gt=0)
+    # Seconds between the checks that end a revoked, demoted or deleted user's streams.
+    events_auth_check: float = Field(1.0, gt=0)
+
     _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
                              mode="before")(_split_commas)
 

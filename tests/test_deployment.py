@@ -4,6 +4,7 @@ graceful SIGTERM with requests in flight."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from tests.support.ports import free_port
 from tests.support.processes import REPO, cli_env, run_cli, serve
+from tests.support.streams import sse, ws
 from tests.support.values import PASSWORD
 
 NGINX = shutil.which("nginx") or next(
@@ -222,3 +224,34 @@ def test_serve_config_error_is_one_line(tmp_path: Path) -> None:
     result = run_cli("serve", "--config", str(bad), env=cli_env(tmp_path / "data"))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "trio" in result.stderr
+
+
+async def test_nginx_passes_event_streams_through_unbuffered(nginx_front, tmp_path: Path, database_url: str, redis_url: str, redis_sync, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Through the repo's nginx config: an SSE event and a heartbeat arrive as they are sent
+    (not when a buffer fills), and the WebSocket upgrade goes through."""
+    front, upstream = nginx_front
+    manager = await make_user("manager")
+    env = cli_env(tmp_path / "data", TASKAPI_DATABASE_URL=database_url,
+                  TASKAPI_REDIS_URL=redis_url, TASKAPI_EVENTS_HEARTBEAT="1")
+    with serve(env, "--workers", "2", port=upstream):
+        for path in ("/events", "/api/v1/events"):
+            async with sse(f"{front}{path}", manager.headers) as stream:
+                assert stream.response.status_code == 200
+                assert stream.response.headers["content-type"].startswith("text/event-stream")
+                assert "content-encoding" not in stream.response.headers
+                started = time.monotonic()
+                created = httpx.post(f"{front}/tasks", headers=manager.headers,
+                                     json={"title": "through nginx"})
+                message = await stream.next(2)
+                assert message is not None and message.json() == created.json()
+                assert time.monotonic() - started < 1.5
+                # Heartbeats every second (counted as they are read) get through too.
+                beats = stream.heartbeats
+                with contextlib.suppress(TimeoutError):
+                    await stream.next(2.5)
+                assert stream.heartbeats >= beats + 2
+        async with ws(front.replace("http", "ws") + "/ws", manager.headers) as socket:
+            assert socket.status == 101
+            httpx.post(f"{front}/tasks", headers=manager.headers, json={"title": "ws"})
+            frame = await socket.next(2)
+            assert frame["type"] == "task.created" and frame["data"]["title"] == "ws"

@@ -110,7 +110,9 @@ async def _seed(base: str, accounts: dict[str, Any], targets: list[Any]) -> dict
 def _fuzz(base: str, tokens: dict[str, str], mint: Callable[[str], str],
           ids: dict[str, list[Any]], seed: int) -> Report:
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # Not GET /events: an endless stream has no response to check (tests/test_events_*.py).
+    operations = [result.ok() for result in schema.get_all_operations()
+                  if result.ok().path != "/events"]
     # Deletions last, so the other operations still find the seeded rows.
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     report = Report(seed)

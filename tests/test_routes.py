@@ -9,12 +9,14 @@ a refused call changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from sqlalchemy import select
 
 from taskapi.app import API_PREFIX
@@ -51,6 +53,7 @@ class Access:
     ok: tuple[int, ...] = (200, 201, 202, 204)
     refused_as: int | None = None  # one status for every refused role (not a JWT gate)
     form: bool = False  # the body is form-encoded (OAuth2), not JSON
+    transport: str = "http"  # "stream": an endless response; "websocket": an upgrade
 
 
 def _new_account(_ctx: Any) -> dict[str, str]:
@@ -144,6 +147,9 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("reports.request_report", "POST"): Access(STAFF),
     # The report in the URL is the manager's own (another manager's is a 404).
     ("reports.report_status", "GET"): Access(STAFF),
+    ("events.events_ticket", "POST"): Access(SIGNED_IN),
+    ("events.stream_events", "GET"): Access(SIGNED_IN, transport="stream"),
+    ("ws.ws", "GET"): Access(SIGNED_IN, ok=(101,), transport="websocket"),
 }
 _IMPLICIT = {"HEAD", "OPTIONS"}
 
@@ -275,6 +281,33 @@ async def _snapshot(db: Any) -> tuple[Any, ...]:
             sorted(sessions))
 
 
+async def _open_stream(client: Any, url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """An endless response: its status and type once the first chunk is in, then hang up."""
+    async with client.request(url, headers=headers) as connection:
+        await connection.send_complete()
+        await asyncio.wait_for(connection.receive(), 5)
+        status, content_type = connection.status_code, connection.headers["Content-Type"]
+        await connection.disconnect()
+    return status, content_type.split(";")[0]
+
+
+async def _open_websocket(client: Any, url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """101 when upgraded (and, with no Authorization header, the first message's token
+    taken), else the refusal's status and type."""
+    async with client.websocket(url, headers=headers) as socket:
+        try:
+            if "Authorization" not in headers:
+                await socket.send('{"type": "auth", "token": "not a token"}')
+            await asyncio.wait_for(socket.receive(), 0.3)
+        except TimeoutError:
+            return 101, ""
+        except WebsocketResponseError as refused:
+            return refused.response.status_code, refused.response.content_type
+        except WebsocketDisconnectError as closed:  # closed after the first message
+            return {4401: 401}.get(closed.args[0], closed.args[0]), PROBLEM
+    raise AssertionError("the WebSocket neither stayed open nor was refused")
+
+
 @pytest.mark.parametrize("operation", sorted(ROUTES), ids=[f"{m} {e}" for e, m in sorted(ROUTES)])
 async def test_only_the_listed_roles_get_through(app, client, make_user, db, operation) -> None:  # type: ignore[no-untyped-def]
     _endpoint, method = operation
@@ -286,15 +319,20 @@ async def test_only_the_listed_roles_get_through(app, client, make_user, db, ope
         url = _url(app, rule, method, ctx)
         before = await _snapshot(db)
         body = {"form" if access.form else "json": access.body(ctx)} if access.body else {}
-        response = await client.open(url, method=method, headers=ctx.headers, **body)
-        where = (role, method, url, response.status_code)
+        if access.transport == "http":
+            response = await client.open(url, method=method, headers=ctx.headers, **body)
+            status, content_type = response.status_code, response.content_type
+        else:
+            opener = _open_stream if access.transport == "stream" else _open_websocket
+            status, content_type = await opener(client, url, ctx.headers)
+        where = (role, method, url, status)
         if role in access.allowed:
-            assert response.status_code in access.ok, (*where, await response.get_data())
+            assert status in access.ok, where
             continue
         expected = access.refused_as or (401 if role in ("anonymous", "unapproved") else (
             404 if role in access.hidden else 403))
-        assert response.status_code == expected, where
-        assert response.content_type == PROBLEM, where
+        assert status == expected, where
+        assert content_type == PROBLEM, where
         assert await _snapshot(db) == before, where  # a refused call changes nothing
 
 
@@ -326,9 +364,14 @@ async def test_personal_tokens_by_scope(app, client, make_user, db, operation, s
         url = _url(app, rule, method, ctx)
         before = await _snapshot(db)
         body = {"form" if access.form else "json": access.body(ctx)} if access.body else {}
+        refused = (scope == "read" and method != "GET") or operation in LOGIN_ONLY
+        if access.transport != "http":  # a stream or a WebSocket: a personal token opens it
+            opener = _open_stream if access.transport == "stream" else _open_websocket
+            status, _ = await opener(client, url, ctx.headers)
+            assert not refused and status in access.ok, (scope, method, url, status)
+            continue
         response = await client.open(url, method=method, headers=ctx.headers, **body)
         where = (scope, method, url, response.status_code)
-        refused = (scope == "read" and method != "GET") or operation in LOGIN_ONLY
         if not refused:
             assert response.status_code in access.ok, (*where, await response.get_data())
             continue

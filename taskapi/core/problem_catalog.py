@@ -29,6 +29,10 @@ CATALOG: dict[str, ProblemType] = {
         401, "Invalid token",
         "The bearer token (or the email-confirmation token, as a 400) is not one this "
         "service issued, or it was already used or has expired. Log in again."),
+    "invalid_ticket": ProblemType(
+        401, "Invalid ticket",
+        "The stream ticket is unknown, already used or expired (tickets are single use and "
+        "short-lived): get a new one from `POST /events/ticket`."),
     "not_authenticated": ProblemType(
         401, "Not authenticated",
         "This route needs `Authorization: Bearer <access_token>` (from `POST /login`)."),
@@ -100,6 +104,9 @@ CATALOG: dict[str, ProblemType] = {
         422, "Idempotency-Key reused",
         "This `Idempotency-Key` was already used with another request body: use a new key "
         "for a new request."),
+    "invalid_last_event_id": ProblemType(
+        422, "Invalid Last-Event-ID",
+        "`Last-Event-ID` (or `last_event_id`) must be an event id, a whole number."),
     "uri_too_long": ProblemType(
         414, "URI too long", "The query string is longer than 8 KiB."),
     "unsupported_media_type": ProblemType(
@@ -128,6 +135,10 @@ CATALOG: dict[str, ProblemType] = {
         422, "No report schedule", "Employees get no scheduled reports."),
     "rate_limited": ProblemType(
         429, "Too many requests", "Over the rate limit: wait `Retry-After` seconds."),
+    "too_many_streams": ProblemType(
+        429, "Too many streams",
+        "You hold as many open event streams as one user may (503: this server holds as many "
+        "as it can): close one, or retry after `Retry-After` seconds."),
     "headers_too_large": ProblemType(
         431, "Request headers too large", "The request headers are larger than 16 KiB."),
     "precondition_required": ProblemType(
@@ -145,4 +156,12 @@ CATALOG: dict[str, ProblemType] = {
         "seconds."),
     "dependency_down": ProblemType(
         503, "Not ready", "The database or Redis does not answer (`GET /readyz`)."),
+    "streams_unavailable": ProblemType(
+        503, "Streams unavailable",
+        "This server is not serving event streams right now (starting or stopping): retry "
+        "after `Retry-After` seconds."),
+    "tickets_unavailable": ProblemType(
+        503, "Tickets unavailable",
+        "Stream tickets need Redis, which does not answer: retry later, or open the stream "
+        "with an `Authorization` header."),
 }

@@ -14,6 +14,9 @@ from taskapi.http.openapi import BODY_METHODS
 # answers `body_error` (app.py's before_request) without reading anything.
 BODY_TIMED_OUT_KEY = "taskapi.body_timed_out"
 
+# The live-event stream (GET /events): open for hours, it must not hold a request slot.
+STREAM_PATHS = frozenset({"/events", "/api/v1/events"})
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -34,7 +37,8 @@ class ConcurrencyLimit:
         self.body_timeout = body_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in STREAM_PATHS:
+            # Streams (and WebSockets) hold no slot: they are capped by MAX_STREAMS instead.
             await self.app(scope, receive, send)
             return
         if _has_body_to_read(scope, self.max_body):

@@ -34,6 +34,8 @@ OPTIONAL_BODY_ATTRIBUTE = "_taskapi_optional_body"
 API_PREFIX = "/api/v1"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# Responses and parameters a route documents by hand (a stream's text/event-stream answer).
+EXTRA_ATTRIBUTE = "_taskapi_openapi_extra"
 
 
 def problems(*statuses: int) -> Callable[[F], F]:
@@ -217,6 +219,9 @@ class Provider(OpenAPIProvider):
             int(status): response for status, response in operation["responses"].items()}
         if getattr(func, NO_CONTENT_ATTRIBUTE, False):
             responses[204] = {"description": "Done; no content."}
+        extra = copy.deepcopy(getattr(func, EXTRA_ATTRIBUTE, {}))
+        responses.update(extra.get("responses", {}))
+        operation["parameters"] = [*operation.get("parameters", []), *extra.get("parameters", [])]
         if "requestBody" in operation:
             operation["requestBody"]["required"] = not getattr(func, OPTIONAL_BODY_ATTRIBUTE,
                                                                False)
@@ -229,7 +234,7 @@ class Provider(OpenAPIProvider):
             body = response.get("content", {}).get("application/json", {}).get("schema", {})
             if status == 200 and body.get("type") == "array":
                 response["headers"] = dict(_LIST_HEADERS)
-        if method == "GET" and 200 in responses:
+        if method == "GET" and 200 in responses and not extra:  # a stream has no ETag
             responses[200].setdefault("headers", {}).update(_ETAG)
             responses[304] = {"description": "Not modified (If-None-Match matched the ETag).",
                               "headers": dict(_ETAG)}

@@ -12,6 +12,7 @@ from typing import Any
 
 from taskapi.jobs.accounts import start_password_reset
 from taskapi.jobs.emails import deliver_email, deliver_pending_emails
+from taskapi.jobs.events import prune_events
 from taskapi.jobs.maintenance import db_maintenance, prune_idempotency_keys
 from taskapi.jobs.reminders import send_daily_reminders
 from taskapi.jobs.reports import send_scheduled_reports, send_task_report
@@ -25,3 +26,4 @@ JOBS: dict[str, Job] = {
                 send_scheduled_reports, db_maintenance, prune_idempotency_keys,
                 start_password_reset)
 }
+JOBS[prune_events.__name__] = prune_events  # live events (issue 15)

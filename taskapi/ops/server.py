@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from taskapi.core.metrics import MULTIPROC_ENV
 from taskapi.http.limits import HEAD_BYTES
 from taskapi.ops.access_log import AccessLogger
+from taskapi.services.live import end_streams_threadsafe
 
 log = logging.getLogger("taskapi.server")
 
@@ -111,6 +112,19 @@ def prepare_metrics_dir(path: Path) -> None:
     os.environ[MULTIPROC_ENV] = str(path)
 
 
+def _serve_worker(worker_class: str, *, config: Config, sockets: Any,
+                  shutdown_event: Any) -> None:
+    """A hypercorn worker whose live-event streams end as soon as the stop begins (hypercorn
+    would hold them until graceful_timeout, then cut them all at once): a thread waits for
+    the stop and tells the process's hubs (services/live.py)."""
+    def watch() -> None:
+        shutdown_event.wait()
+        end_streams_threadsafe()
+
+    threading.Thread(target=watch, name="streams-stop", daemon=True).start()
+    _WORKERS[worker_class](config=config, sockets=sockets, shutdown_event=shutdown_event)
+
+
 def run(config: Config, metrics_dir: Path | None = None) -> int:
     if metrics_dir is not None:
         prepare_metrics_dir(metrics_dir)
@@ -126,7 +140,8 @@ def run(config: Config, metrics_dir: Path | None = None) -> int:
 
     def start() -> BaseProcess:
         process: BaseProcess = context.Process(
-            target=_WORKERS[config.worker_class],
+            target=_serve_worker,
+            args=(config.worker_class,),
             kwargs={"config": config, "sockets": sockets, "shutdown_event": shutdown_event},
         )
         process.start()

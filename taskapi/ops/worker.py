@@ -23,6 +23,7 @@ from taskapi.jobs import (
     send_daily_reminders,
     send_scheduled_reports,
 )
+from taskapi.jobs.events import prune_events
 from taskapi.mail import Mailer
 from taskapi.mail.check import check_smtp_in_background
 
@@ -55,6 +56,8 @@ def cron_jobs(sweep_interval: int = 60) -> list[CronJob]:
     """Cron jobs run once per tick across all workers: arq's job id is derived from the
     function name and the tick time, so a second worker finds the job already taken."""
     return [
+        # Hourly: the live-event payloads past EVENTS_RETENTION (histories stay).
+        cron(prune_events, minute={47}, unique=True, timeout=600),
         # Every 15 minutes: users whose local time reached the reminder hour get theirs.
         cron(send_daily_reminders, minute={0, 15, 30, 45}, unique=True, timeout=600),
         # Every 15 minutes: admins and managers whose local time reached REPORT_HOUR on a day

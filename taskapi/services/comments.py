@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.errors import forbidden, not_found
+from taskapi.core.event_channel import announce
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.core.state import AppState
 from taskapi.models import Role, TaskComment, User, utcnow
@@ -43,6 +44,7 @@ async def add_comment(session: AsyncSession, ctx: AppState, actor: Actor, task_i
          "comment": out.model_dump(mode="json")},
         {"comment": {"from": None, "to": comment.id}}))
     await session.commit()
+    await announce(ctx.redis)
     if email_key:
         await notifications.dispatch(ctx.redis, email_key)
     return out

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi.core.cache import bump, mine_version, task_version, tasks_version, users_version
 from taskapi.core.db import Database
 from taskapi.core.errors import conflict, not_found
+from taskapi.core.event_channel import announce
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.core.passwords import hash_password
 from taskapi.core.state import AppState
@@ -167,3 +168,5 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
                *(task_version(task_id) for task_id in their_tasks))
     if email_key:
         await notifications.dispatch(ctx.redis, email_key)
+    if their_tasks:
+        await announce(ctx.redis)  # their unassignments reach the live streams

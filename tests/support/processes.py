@@ -28,6 +28,12 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def shared_env(data_dir: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """cli_env for a server on the test's database and Redis (nodes sharing both)."""
+    return cli_env(data_dir, TASKAPI_DATABASE_URL=database_url, TASKAPI_REDIS_URL=redis_url,
+                   **extra)
+
+
 def outside_checkout(env: dict[str, str]) -> Path:
     """Where real processes run: beside their data dir, not in the checkout, as an installed
     service would (no root shims such as asgi.py on sys.path, no developer's .env)."""

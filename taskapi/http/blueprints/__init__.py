@@ -7,6 +7,7 @@ from taskapi.http.blueprints import (
     activity,
     auth,
     docs,
+    events,
     health,
     metrics,
     problem_pages,
@@ -14,10 +15,11 @@ from taskapi.http.blueprints import (
     stats,
     tasks,
     users,
+    ws,
 )
 
 # Served at the root only.
 ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp, problem_pages.bp]
 # Served at the root and mirrored under /api/v1.
 API_BLUEPRINTS: list[Blueprint] = [auth.bp, account.bp, users.bp, tasks.bp, activity.bp,
-                                  stats.bp, reports.bp]
+                                  stats.bp, reports.bp, events.bp, ws.bp]
