@@ -201,3 +201,24 @@ async def test_forgot_with_redis_down_records_the_email_for_the_sweeper(app_with
         kinds = list(await session.scalars(select(EmailOutbox.kind).where(
             EmailOutbox.to_address == user.email)))
     assert kinds == ["password_reset"]
+
+
+async def test_the_worker_log_never_names_the_address(make_settings, redis_sync, redis_url, make_user, smtp_sink, caplog) -> None:  # type: ignore[no-untyped-def]
+    # arq logs every job with its arguments: the forgot job's argument is an address, and a
+    # log of who asked for a reset (known or not) is a list of accounts and of their owners.
+    sink, port = smtp_sink
+    settings = _mail_settings(make_settings, port)
+    user = await make_user("employee")
+    unknown = "nobody-here@example.test"
+    caplog.set_level("INFO")  # the shipped LOG_LEVEL
+    async with create_app(settings).test_app() as test_app:
+        client = test_app.test_client()
+        for email in (user.email, unknown):
+            assert (await client.post("/password/forgot", json={"email": email})).status_code == 202
+        await run_worker_burst(settings, redis_url)
+    assert [message["To"] for message in sink.messages] == [user.email]  # the jobs ran
+    jobs = [r.getMessage() for r in caplog.records if "start_password_reset" in r.getMessage()]
+    assert jobs, "the worker's job lines were not captured"
+    ours = [r for r in caplog.records if not r.name.startswith("mail.")]  # not the SMTP sink's
+    text = "\n".join(record.getMessage() for record in ours)
+    assert user.email not in text and unknown not in text

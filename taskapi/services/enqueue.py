@@ -13,6 +13,17 @@ from taskapi.core.redis_client import GuardedRedis
 log = logging.getLogger("taskapi.queue")
 
 
+class Unlogged(str):
+    """A job argument that logs as `'…'`: arq writes every job's arguments to its log (and so
+    does `enqueue` when Redis refuses one). For a value that must not reach a log, an email
+    address the caller may not own; it pickles as itself, so the job gets the same text."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'…'"
+
+
 async def enqueue(redis: ArqRedis, job: str, *args: Any, job_id: str | None = None) -> bool:
     """Queue `job(*args)`; with a job id, a job already queued or done is not queued again.
 

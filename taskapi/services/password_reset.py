@@ -23,7 +23,7 @@ from taskapi.services import notifications
 from taskapi.services.accounts import revoke_all_sessions, void_resets
 from taskapi.services.authstate import publish, revoked_sessions
 from taskapi.services.confirmations import TOKEN_BYTES, digest, redeem
-from taskapi.services.enqueue import enqueue
+from taskapi.services.enqueue import Unlogged, enqueue
 
 JOB = "start_password_reset"
 
@@ -38,7 +38,7 @@ async def forgot(ctx: AppState, data: ForgotIn, client_ip: str) -> None:
         ratelimit.limit("forgot-ip", client_ip, *settings.login_ip_rate()),
         ratelimit.limit("forgot", f"{client_ip}|{email}", *settings.login_rate()),
     ])
-    if not await enqueue(ctx.redis, JOB, email):
+    if not await enqueue(ctx.redis, JOB, Unlogged(email)):
         # Redis cannot take the job: do it here (the email waits in the outbox for the
         # sweeper). Only during an outage does the answer take longer for some addresses.
         await start(ctx.db, settings, ctx.redis, email)
