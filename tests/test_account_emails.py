@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 
+from sqlalchemy import select
+
 from taskapi.app import create_app
+from taskapi.models import EmailOutbox, EmailStatus
 from tests.support.values import PASSWORD
 from tests.support.worker import run_worker_burst
 
@@ -61,3 +65,29 @@ async def test_without_smtp_host_mail_is_written_to_outbox(make_settings, redis_
     assert len(files) == 1
     content = files[0].read_text()
     assert "To: gina@example.test" in content and "Subject: Welcome to taskapi, gina" in content
+
+
+async def test_sent_token_emails_keep_no_token_in_the_database(make_settings, redis_sync, redis_url, make_user, smtp_sink, db) -> None:  # type: ignore[no-untyped-def]
+    # The welcome holds the confirmation token and the reset email a reset token, each shown
+    # once; after sending, a copy of the database (a backup, a replica) must hold neither.
+    sink, port = smtp_sink
+    settings = make_settings(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    async with create_app(settings).test_app() as test_app:
+        client = test_app.test_client()
+        await client.post("/register", json={
+            "username": "hana", "email": "hana@example.test", "password": PASSWORD})
+        await run_worker_burst(settings, redis_url)
+        user = await make_user("employee")
+        await client.post("/password/forgot", json={"email": user.email})
+        await run_worker_burst(settings, redis_url)
+    tokens = [re.search(r"token=([A-Za-z0-9_-]{20,})", _parts(m)[0]) for m in sink.messages]
+    assert len(tokens) == 2 and all(tokens)
+    async with db.session(write=False) as session:
+        rows = (await session.execute(
+            select(EmailOutbox.kind, EmailOutbox.status, EmailOutbox.body_text,
+                   EmailOutbox.body_html).order_by(EmailOutbox.id))).all()
+    assert [(kind, status) for kind, status, _, _ in rows] == [
+        ("welcome", EmailStatus.SENT), ("password_reset", EmailStatus.SENT)]
+    for (_, _, text, html), match in zip(rows, tokens, strict=True):
+        assert match is not None and match.group(1) not in text + html
+        assert "single-use token" in text

@@ -33,7 +33,7 @@ from taskapi import mail
 from taskapi.config import Settings
 from taskapi.core.db import Database
 from taskapi.models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcnow
-from taskapi.services.outbox_checks import stale
+from taskapi.services.outbox_checks import scrubbed_bodies, stale
 
 log = logging.getLogger("taskapi.outbox")
 
@@ -132,7 +132,8 @@ async def _finish(session: AsyncSession, token: str, row: EmailOutbox, status: E
     await session.execute(
         update(EmailOutbox).where(EmailOutbox.id == row.id, EmailOutbox.claim_token == token)
         .values(status=status, claim_token=None, last_error=error,
-                **({"next_attempt_at": retry_at} if retry_at else {}))
+                **({"next_attempt_at": retry_at} if retry_at else {}),
+                **(scrubbed_bodies() if status == EmailStatus.CANCELLED else {}))
         .execution_options(synchronize_session=False))
     if row.kind == "report" and status != EmailStatus.PENDING:
         prefix = "cancelled: " if status == EmailStatus.CANCELLED else ""
@@ -147,7 +148,8 @@ async def _mark_sent(db: Database, token: str, row_ids: Sequence[int]) -> None:
 async def _sent(session: AsyncSession, token: str, row_ids: Sequence[int]) -> None:
     await session.execute(
         update(EmailOutbox).where(EmailOutbox.id.in_(row_ids), EmailOutbox.claim_token == token)
-        .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None, last_error=None)
+        .values(status=EmailStatus.SENT, sent_at=utcnow(), claim_token=None, last_error=None,
+                **scrubbed_bodies())
         .execution_options(synchronize_session=False))
 
 

@@ -25,6 +25,10 @@ The rules, and why:
 A kind not listed (rejected: its recipient is deleted by design) is sent without a check.
 A row of a listed kind without a user is one whose user was deleted (the foreign key sets
 it to NULL).
+
+The kinds that hold a single-use token (welcome: the confirmation link; password_reset: the
+reset link) keep no body once sent or cancelled (`scrubbed_bodies`): a copy of the database,
+a backup or a replica, then holds no live token.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.models import EmailOutbox, Role, Task, User
@@ -111,3 +115,14 @@ async def stale(session: AsyncSession, rows: Sequence[EmailOutbox]) -> dict[int,
         if reason is not None:
             reasons[row.id] = reason
     return reasons
+
+
+TOKEN_KINDS = ("welcome", "password_reset")
+SCRUBBED = "(Removed once sent: this email held a single-use token.)"
+
+
+def scrubbed_bodies() -> dict[str, Any]:
+    """UPDATE values that blank a token kind's bodies and keep every other kind's."""
+    return {column: case((EmailOutbox.kind.in_(TOKEN_KINDS), SCRUBBED),
+                         else_=getattr(EmailOutbox, column))
+            for column in ("body_text", "body_html")}
