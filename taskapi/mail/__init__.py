@@ -98,6 +98,17 @@ def eml_path(outbox: Path, kind: str, recipient: str, now: datetime | None = Non
     return path
 
 
+def refused_for_good(error: BaseException) -> bool:
+    """The server refused this email itself, permanently (RFC 5321: 5yz): every recipient,
+    or the message after DATA. A retry would be refused again. A refused sender or login is
+    not such a refusal: it is the settings, every email fails alike, and ops can fix it."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return bool(error.recipients) and all(r.code >= 500 for r in error.recipients)
+    if isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        return error.code >= 500
+    return False
+
+
 class Mailer:
     """Sends messages over a few reused SMTP connections (bounded concurrency), or writes
     them to `<data dir>/outbox/*.eml` when no SMTP host is configured."""

@@ -4,10 +4,11 @@ At-least-once delivery plus dedupe: a row is inserted (unique dedupe key) in the
 transaction as the change it reports, and delivered after commit. A sender claims rows by
 moving them from pending to sending under its own token in one UPDATE, so two workers never
 send the same row. A failure puts the row back to pending with a backoff, up to MAX_ATTEMPTS,
-then marks it failed. A claim older than EMAIL_CLAIM_TIMEOUT (the sender died) is claimable
-again. Each row is marked sent as soon as the SMTP server accepted it, so the one window left
-is a crash between that acceptance and that commit (at most the messages in flight, one per
-SMTP connection) — those messages are sent again.
+then marks it failed; a bounce (5xx for the recipient or the message) fails it at once. A
+claim older than EMAIL_CLAIM_TIMEOUT (the sender died) is claimable again. Each row is marked
+sent as soon as the SMTP server accepted it, so the one window left is a crash between that
+acceptance and that commit (at most the messages in flight, one per SMTP connection) — those
+messages are sent again.
 
 Each row's outcome is its own: a row that cannot be built into a message (a header the email
 library refuses) fails at once, an SMTP error is retried, an error marking one row leaves it
@@ -186,8 +187,9 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
             return
         try:
             await mailer.send(message, row.kind)
-        except Exception as error:  # any SMTP/network failure: retried with backoff
-            results[row.id] = ("retry", _error(error))
+        except Exception as error:  # a bounce fails at once; the rest is retried with backoff
+            results[row.id] = ("failed" if mail.refused_for_good(error) else "retry",
+                               _error(error))
             return
         results[row.id] = ("sent", None)  # accepted: recorded even if the mark below fails
         # Marked at once, not with the rest of the chunk: a sender killed mid-chunk would
