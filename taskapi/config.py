@@ -19,6 +19,8 @@ MIN_SECRET_LENGTH = 32
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_ASYNC_DRIVERS = {"postgres://": "postgresql+asyncpg://", "postgresql://": "postgresql+asyncpg://",
+                  "sqlite://": "sqlite+aiosqlite://"}
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
 
@@ -41,9 +43,8 @@ def _split_commas(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TASKAPI_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="TASKAPI_", env_file=".env",
+                                      env_file_encoding="utf-8", extra="ignore")
 
     env: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./var")
@@ -144,8 +145,17 @@ class Settings(BaseSettings):
     # Seconds between the checks that end a revoked, demoted or deleted user's streams.
     events_auth_check: float = Field(1.0, gt=0)
 
+    # --- outgoing webhooks (issue 18): the README's configuration table says what each does ---
+    webhook_allow_private: bool = False  # also deliver to loopback and private addresses
+    webhook_timeout: float = Field(15.0, gt=0)
+    webhook_poll_interval: float = Field(1.0, gt=0)
+    webhook_retry_schedule: Annotated[list[Annotated[float, Field(gt=0)]], NoDecode, Field(
+        min_length=1)] = [5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    webhook_claim_timeout: float = Field(60.0, gt=0)
+    webhook_concurrency: int = Field(10, gt=0)
+
     _split = field_validator("cors_origins", "trusted_proxies", "metrics_allow",
-                             mode="before")(_split_commas)
+                             "webhook_retry_schedule", mode="before")(_split_commas)
 
     @field_validator("timezone")
     @classmethod
@@ -203,19 +213,11 @@ class Settings(BaseSettings):
         if self.database_url:
             url = self.database_url
             # Accept the URLs ops usually have at hand and pick the async driver for them.
-            for plain, driver in (
-                ("postgres://", "postgresql+asyncpg://"),
-                ("postgresql://", "postgresql+asyncpg://"),
-                ("sqlite://", "sqlite+aiosqlite://"),
-            ):
+            for plain, driver in _ASYNC_DRIVERS.items():
                 if url.startswith(plain):
                     return driver + url[len(plain) :]
             return url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'taskapi.db').resolve()}"
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.sqlalchemy_url.startswith("sqlite")
 
     @property
     def timezone_info(self) -> ZoneInfo:

@@ -21,15 +21,19 @@ from sqlalchemy import select
 
 from taskapi.app import API_PREFIX
 from taskapi.core import tokens
+from taskapi.core.webhook_signing import new_secret
 from taskapi.http.deps import ROLES_ATTRIBUTE
 from taskapi.models import (
     AuthSession,
+    DeliveryStatus,
     PasswordReset,
     PersonalToken,
     ReportRequest,
     Task,
     TaskComment,
     User,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from taskapi.services import confirmations
 from tests.support.values import PASSWORD
@@ -62,6 +66,7 @@ def _new_account(_ctx: Any) -> dict[str, str]:
             "password": "long enough password"}
 
 
+PUBLIC_HOOK = "https://93.184.215.14/hook"  # a public address: no DNS, not refused
 TASK_READERS = frozenset({"assignee", "manager", "admin"})
 COMMENT_OWNERS = frozenset({"assignee", "admin"})
 ROUTES: dict[tuple[str, str], Access] = {
@@ -150,6 +155,16 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("events.events_ticket", "POST"): Access(SIGNED_IN),
     ("events.stream_events", "GET"): Access(SIGNED_IN, transport="stream"),
     ("ws.ws", "GET"): Access(SIGNED_IN, ok=(101,), transport="websocket"),
+    ("webhooks.create_webhook", "POST"): Access(ADMIN, lambda c: {
+        "url": PUBLIC_HOOK, "events": ["*"]}),
+    ("webhooks.list_webhooks", "GET"): Access(ADMIN),
+    ("webhooks.get_webhook", "GET"): Access(ADMIN),
+    ("webhooks.update_webhook", "PUT"): Access(ADMIN, lambda c: {"enabled": False}),
+    ("webhooks.delete_webhook", "DELETE"): Access(ADMIN),
+    ("webhooks.rotate_secret", "POST"): Access(ADMIN),
+    ("webhooks.list_deliveries", "GET"): Access(ADMIN),
+    # The delivery in the URL has failed, so it can be redelivered.
+    ("webhooks.redeliver", "POST"): Access(ADMIN),
 }
 _IMPLICIT = {"HEAD", "OPTIONS"}
 
@@ -196,6 +211,8 @@ class Context:
     token_id: int = 0  # a personal access token of the caller (for /me/tokens/{id})
     target_token_id: int = 0  # … of the target user (for /users/{id}/tokens/{id})
     session_id: str = ""  # the caller's login session
+    webhook_id: int = 0  # a webhook endpoint …
+    delivery_id: int = 0  # … and a failed delivery of it
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -233,6 +250,16 @@ async def _context(client: Any, db: Any, make_user: Any, role: str, rule: Any) -
         owner = caller or ctx.other
         ctx.session_id = tokens.decode(client.app.extensions["taskapi"].signing_key,
                                        owner.access, "access").sid
+    if "webhook_id" in rule.arguments:
+        async with db.transaction() as session:
+            hook = WebhookEndpoint(url=PUBLIC_HOOK, events=["*"], secret=new_secret())
+            session.add(hook)
+            await session.flush()
+            delivery = WebhookDelivery(endpoint_id=hook.id, event_id=1, event_type="task.created",
+                                       body="{}", status=DeliveryStatus.FAILED, attempts=10)
+            session.add(delivery)
+            await session.flush()
+            ctx.webhook_id, ctx.delivery_id = hook.id, delivery.id
     if rule.endpoint.endswith("account.reset_password"):
         ctx.reset_token = await _reset_token(db, ctx.other.id)
     if rule.endpoint.endswith("auth.confirm_email"):
@@ -258,7 +285,8 @@ def _url(app: Any, rule: Any, method: str, ctx: Context) -> str:
     values: dict[str, Any] = {"task_id": ctx.task_id, "job_id": ctx.job_id,
                               "comment_id": ctx.comment_id,
                               "filename": "swagger-ui.css", "code": "not_found",
-                              "session_id": ctx.session_id,
+                              "session_id": ctx.session_id, "webhook_id": ctx.webhook_id,
+                              "delivery_id": ctx.delivery_id,
                               "token_id": (ctx.target_token_id if "user_id" in rule.arguments
                                            else ctx.token_id)}
     pending_target = rule.endpoint.endswith(("users.approve", "users.reject"))
@@ -277,8 +305,12 @@ async def _snapshot(db: Any) -> tuple[Any, ...]:
         comments = (await session.execute(select(TaskComment.id, TaskComment.body))).all()
         pats = (await session.execute(select(PersonalToken.id, PersonalToken.revoked_at))).all()
         sessions = (await session.execute(select(AuthSession.id, AuthSession.revoked_at))).all()
+        hooks = (await session.execute(select(
+            WebhookEndpoint.id, WebhookEndpoint.enabled, WebhookEndpoint.secret))).all()
+        deliveries = (await session.execute(select(WebhookDelivery.id,
+                                                   WebhookDelivery.status))).all()
     return (sorted(tasks), sorted(users), sorted(reports), sorted(comments), sorted(pats),
-            sorted(sessions))
+            sorted(sessions), sorted(hooks), sorted(deliveries))
 
 
 async def _open_stream(client: Any, url: str, headers: dict[str, str]) -> tuple[int, str]:

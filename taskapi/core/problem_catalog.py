@@ -90,6 +90,10 @@ CATALOG: dict[str, ProblemType] = {
     "write_conflict": ProblemType(
         409, "Write conflict",
         "Another write changed this resource at the same moment: read it again and retry."),
+    "delivery_pending": ProblemType(
+        409, "Delivery pending",
+        "This webhook delivery is already waiting for its next attempt or being sent: it "
+        "needs no redelivery. `GET /webhooks/{id}/deliveries` shows when it is next tried."),
     "precondition_failed": ProblemType(
         412, "Precondition failed",
         "The `If-Match` ETag is not the resource's current one: someone changed it since you "
@@ -104,6 +108,12 @@ CATALOG: dict[str, ProblemType] = {
         422, "Idempotency-Key reused",
         "This `Idempotency-Key` was already used with another request body: use a new key "
         "for a new request."),
+    "webhook_url_refused": ProblemType(
+        422, "Webhook URL refused",
+        "A webhook URL must be http or https, without credentials or a fragment, and its host "
+        "must resolve to public addresses only (loopback, private, link-local and unique-local "
+        "ones are refused unless the service sets `WEBHOOK_ALLOW_PRIVATE`). `detail` says "
+        "which rule it broke."),
     "invalid_last_event_id": ProblemType(
         422, "Invalid Last-Event-ID",
         "`Last-Event-ID` (or `last_event_id`) must be an event id, a whole number."),

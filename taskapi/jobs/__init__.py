@@ -16,6 +16,7 @@ from taskapi.jobs.events import prune_events
 from taskapi.jobs.maintenance import db_maintenance, prune_idempotency_keys
 from taskapi.jobs.reminders import send_daily_reminders
 from taskapi.jobs.reports import send_scheduled_reports, send_task_report
+from taskapi.jobs.webhooks import deliver_webhooks
 
 Job = Callable[..., Awaitable[Any]]
 
@@ -27,3 +28,4 @@ JOBS: dict[str, Job] = {
                 start_password_reset)
 }
 JOBS[prune_events.__name__] = prune_events  # live events (issue 15)
+JOBS[deliver_webhooks.__name__] = deliver_webhooks  # webhooks (issue 18)

@@ -11,10 +11,12 @@ from taskapi.models.report import ReportRequest, ReportStatus, ReportTrigger
 from taskapi.models.session import AuthSession
 from taskapi.models.task import Task, TaskStatus
 from taskapi.models.user import ReportSchedule, Role, User
+from taskapi.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AuthSession",
     "Base",
+    "DeliveryStatus",
     "EmailConfirmation",
     "EmailOutbox",
     "EmailStatus",
@@ -32,5 +34,7 @@ __all__ = [
     "TaskStatus",
     "UTCDateTime",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "utcnow",
 ]

@@ -194,17 +194,23 @@ def jobs_list() -> None:
         if name in crons:
             c = crons[name]
             schedule = f"  cron hour={_fmt(c.hour)} minute={_fmt(c.minute)}{local.get(name, '')}"
+        if name == "deliver_webhooks":
+            schedule = f"  every {settings.webhook_poll_interval:g} s in each worker"
         click.echo(f"  {name}{schedule}")
     with _redis(settings) as url:
         rows = asyncio.run(describe_queue(url, worker_module.WorkerSettings.queue_name))
     click.echo("queue:" if rows else "queue: empty, no recent results")
     for row in rows:
         click.echo("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
-    emails, gave_up = asyncio.run(_outbox_state(settings))
+    emails, gave_up, hooks, hooks_failed = asyncio.run(_outbox_state(settings))
     click.echo("email outbox: " + (", ".join(f"{k}={v}" for k, v in sorted(emails.items()))
                                    or "empty"))
     for status, key, to, error in gave_up:
         click.echo(f"  {status}  {_shown(key)}  to={_shown(to)}  {_shown(error[:100])}")
+    click.echo("webhook deliveries: " + ", ".join(f"{k}={v}" for k, v in sorted(hooks.items())))
+    for webhook_id, event_id, event_type, attempts, error in hooks_failed:
+        click.echo(f"  failed  webhook={webhook_id} event={event_id} ({_shown(event_type)}) "
+                   f"attempts={attempts}  {_shown(error[:100])}")
 
 
 def _shown(text: str) -> str:
@@ -213,15 +219,16 @@ def _shown(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-async def _outbox_state(
-    settings: Settings,
-) -> tuple[dict[str, int], list[tuple[str, str, str, str]]]:
+async def _outbox_state(settings: Settings) -> tuple[Any, Any, Any, Any]:
+    """The email outbox and the webhook deliveries: counts, then the latest given up."""
     from taskapi.core.db import Database
+    from taskapi.services import webhook_delivery
     from taskapi.services.outbox import backlog, given_up
 
     db = Database.from_url(settings.sqlalchemy_url)
     try:
-        return await backlog(db), await given_up(db)
+        return (await backlog(db), await given_up(db), await webhook_delivery.backlog(db),
+                await webhook_delivery.failures(db))
     finally:
         await db.dispose()
 

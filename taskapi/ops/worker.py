@@ -24,8 +24,10 @@ from taskapi.jobs import (
     send_scheduled_reports,
 )
 from taskapi.jobs.events import prune_events
+from taskapi.jobs.webhooks import webhook_pump
 from taskapi.mail import Mailer
 from taskapi.mail.check import check_smtp_in_background
+from taskapi.services.webhook_send import new_client
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -37,13 +39,19 @@ async def startup(ctx: dict[str, Any]) -> None:
     # One line on what to change when the SMTP settings do not fit the server, without
     # holding up the start (an unreachable server costs the check, not the worker, its timeout).
     ctx["smtp_check"] = check_smtp_in_background(settings)
+    # Webhooks: one sweep every WEBHOOK_POLL_INTERVAL, beside the jobs (decision 042).
+    ctx["webhook_client"] = new_client(settings)
+    ctx["webhook_pump"] = asyncio.create_task(webhook_pump(ctx))
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    check: asyncio.Task[None] | None = ctx.get("smtp_check")
-    if check is not None and not check.done():
-        check.cancel()
-        await asyncio.gather(check, return_exceptions=True)
+    for name in ("smtp_check", "webhook_pump"):  # the pump releases what it was sending
+        task: asyncio.Task[None] | None = ctx.get(name)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if (client := ctx.get("webhook_client")) is not None:
+        await client.aclose()
     mailer: Mailer | None = ctx.get("mailer")
     if mailer is not None:
         await mailer.close()

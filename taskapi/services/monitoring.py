@@ -1,4 +1,5 @@
-"""Values read at scrape time for /metrics: the job queue and the email outbox backlog."""
+"""Values read at scrape time for /metrics: the job queue, the email outbox and the webhook
+delivery backlogs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from prometheus_client.metrics_core import Metric
 from taskapi.core.db import Database
 from taskapi.core.redis_client import QUEUE_NAME
 from taskapi.models import EmailStatus
+from taskapi.services import webhook_delivery
 from taskapi.services.outbox import backlog
 
 log = logging.getLogger("taskapi.metrics")
@@ -34,9 +36,10 @@ async def _attempt(what: str, work: Awaitable[T]) -> T | None:
 async def scrape(db: Database, redis: ArqRedis) -> list[Metric]:
     """Queue length and outbox rows by status, plus whether each source answered; a source
     that is down leaves its values out (never a made-up zero)."""
-    queued, emails = await asyncio.gather(
+    queued, emails, hooks = await asyncio.gather(
         _attempt("job queue length", redis.zcard(QUEUE_NAME)),
         _attempt("email outbox counts", backlog(db, BACKLOG)),
+        _attempt("webhook delivery counts", webhook_delivery.backlog(db)),
     )
     up = GaugeMetricFamily("taskapi_metrics_source_up",
                            "Whether the source of the scrape-time values answered.",
@@ -55,4 +58,12 @@ async def scrape(db: Database, redis: ArqRedis) -> list[Metric]:
         for status in BACKLOG:
             outbox.add_metric([status.value], emails.get(status.value, 0))
         families.append(outbox)
+    if hooks is not None:
+        deliveries = GaugeMetricFamily(
+            "taskapi_webhook_deliveries",
+            "Webhook deliveries not yet delivered, by status (failed: gave up).",
+            labels=["status"])
+        for status, count in hooks.items():
+            deliveries.add_metric([status], count)
+        families.append(deliveries)
     return families

@@ -15,6 +15,7 @@ from taskapi.http.blueprints import (
     stats,
     tasks,
     users,
+    webhooks,
     ws,
 )
 
@@ -22,4 +23,4 @@ from taskapi.http.blueprints import (
 ROOT_BLUEPRINTS: list[Blueprint] = [health.bp, docs.bp, metrics.bp, problem_pages.bp]
 # Served at the root and mirrored under /api/v1.
 API_BLUEPRINTS: list[Blueprint] = [auth.bp, account.bp, users.bp, tasks.bp, activity.bp,
-                                  stats.bp, reports.bp, events.bp, ws.bp]
+                                  stats.bp, reports.bp, events.bp, ws.bp, webhooks.bp]
