@@ -107,6 +107,7 @@ async def test_refused_urls_and_bodies_change_nothing(client, make_user, db, bod
     assert response.headers["Content-Type"].startswith("application/problem+json")
     if code == "webhook_url_refused":
         assert problem["errors"][0]["loc"] == ["url"]
+        assert problem["errors"][0]["msg"] in problem["detail"]
     async with db.transaction(write=False) as session:
         assert list(await session.scalars(select(WebhookEndpoint.id))) == []
 
@@ -207,7 +208,7 @@ async def test_410_disables_the_endpoint(app_with, make_user, receiver) -> None:
         assert [json.loads(r["body"])["data"]["id"] for r in receiver.requests("/ok")] == [third]
 
 
-async def test_failures_retry_then_fail_visibly_and_can_be_redelivered(app_with, make_user, receiver) -> None:  # type: ignore[no-untyped-def]
+async def test_failures_retry_then_fail_visibly_and_can_be_redelivered(app_with, make_user, receiver, db) -> None:  # type: ignore[no-untyped-def]
     async with app_with(**PRIVATE) as app:
         client, admin = app.test_client(), await make_user("admin")
         broken = await _hook(client, admin, receiver.url("/status/500"))
@@ -240,8 +241,17 @@ async def test_failures_retry_then_fail_visibly_and_can_be_redelivered(app_with,
         assert again.status_code == 202
         assert (await again.get_json())["status"] == "pending"
         assert (await again.get_json())["attempts"] == 0
+        again = await client.post(path, headers=admin.headers)  # pending: now, not later
+        assert again.status_code == 202
+        async with db.transaction() as session:  # a worker is sending it
+            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == mine["id"])
+                                  .values(status="sending", claim_token="t"))
         conflict = await client.post(path, headers=admin.headers)
-        assert (await conflict.get_json())["code"] == "delivery_pending"
+        assert conflict.status_code == 409
+        assert (await conflict.get_json())["code"] == "delivery_in_flight"
+        async with db.transaction() as session:
+            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == mine["id"])
+                                  .values(status="pending", claim_token=None))
         await _sweep(app)
         assert len(receiver.requests("/status/500")) == 5
 
@@ -268,7 +278,7 @@ async def test_the_worker_checks_the_address_again(app_with, make_user, receiver
         (delivery,) = await (await strict.test_client().get(
             f"/webhooks/{hook['id']}/deliveries", headers=admin.headers)).get_json()
     assert receiver.requests() == []
-    assert delivery["last_error"].startswith("refused: '127.0.0.1' resolves to 127.0.0.1")
+    assert delivery["last_error"].startswith("refused: 127.0.0.1 is a loopback, private")
     assert delivery["last_status_code"] is None and delivery["status"] == "pending"
 
 

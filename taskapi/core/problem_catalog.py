@@ -90,10 +90,10 @@ CATALOG: dict[str, ProblemType] = {
     "write_conflict": ProblemType(
         409, "Write conflict",
         "Another write changed this resource at the same moment: read it again and retry."),
-    "delivery_pending": ProblemType(
-        409, "Delivery pending",
-        "This webhook delivery is already waiting for its next attempt or being sent: it "
-        "needs no redelivery. `GET /webhooks/{id}/deliveries` shows when it is next tried."),
+    "delivery_in_flight": ProblemType(
+        409, "Delivery in flight",
+        "A worker is sending this webhook delivery right now: `GET /webhooks/{id}/deliveries` "
+        "shows its outcome within `WEBHOOK_TIMEOUT`; redeliver it then if needed."),
     "precondition_failed": ProblemType(
         412, "Precondition failed",
         "The `If-Match` ETag is not the resource's current one: someone changed it since you "

@@ -97,7 +97,8 @@ async def destination(url: str, allow_private: bool) -> tuple[Target, IP]:
     if not allow_private:
         inner = [str(address) for address in addresses if _not_public(address)]
         if inner:
-            raise Refused(f"{target.host!r} resolves to {', '.join(inner)}, a loopback, "
-                          "private or otherwise non-public address (WEBHOOK_ALLOW_PRIVATE "
-                          "lifts this for trusted setups)")
+            named = (f"{target.host} is" if [target.host] == inner
+                     else f"{target.host!r} resolves to {', '.join(inner)},")
+            raise Refused(f"{named} a loopback, private or otherwise non-public address "
+                          "(WEBHOOK_ALLOW_PRIVATE lifts this for trusted setups)")
     return target, addresses[0]

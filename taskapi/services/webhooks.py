@@ -48,7 +48,8 @@ async def _checked_url(settings: Settings, url: str) -> str:
         await destination(url, settings.webhook_allow_private)
     except Refused as error:
         raise APIError(422, "webhook_url_refused", f"The webhook URL cannot be used: {error}.",
-                       errors=[{"loc": ["url"], "msg": str(error)[:100], "type": "value_error"}],
+                       errors=[{"loc": ["url"], "msg": str(error).split(" (")[0][:100],
+                                "type": "value_error"}],
                        error_count=1) from None
     return url
 
@@ -149,13 +150,13 @@ async def deliveries(session: AsyncSession, actor: Actor, webhook_id: int,
 
 async def redeliver(session: AsyncSession, actor: Actor, webhook_id: int,
                     delivery_id: int) -> DeliveryOut:
-    """Send a delivery again (failed or delivered) with a fresh retry schedule; 409 while
-    it is being sent or already waiting for its next attempt."""
+    """Send a delivery now, with a fresh retry schedule: a failed or delivered one again, a
+    pending one without waiting for its next attempt; 409 while a worker is sending it."""
     await _endpoint(session, actor, webhook_id)
     delivery = await session.get(WebhookDelivery, delivery_id)
     if delivery is None or delivery.endpoint_id != webhook_id:
         raise not_found("delivery")
-    done = (DeliveryStatus.FAILED, DeliveryStatus.DELIVERED)
+    done = (DeliveryStatus.FAILED, DeliveryStatus.DELIVERED, DeliveryStatus.PENDING)
     result = await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status.in_(done))
@@ -163,8 +164,8 @@ async def redeliver(session: AsyncSession, actor: Actor, webhook_id: int,
                 claim_token=None, delivered_at=None)
         .execution_options(synchronize_session=False))
     if not result.rowcount:  # type: ignore[attr-defined]
-        raise conflict("delivery_pending",
-                       "This delivery is already pending or being sent: it needs no redelivery.")
+        raise conflict("delivery_in_flight",
+                       "A worker is sending this delivery right now: see its outcome first.")
     await session.commit()
     await session.refresh(delivery)
     return DeliveryOut.model_validate(delivery)

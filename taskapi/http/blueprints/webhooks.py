@@ -108,6 +108,6 @@ async def list_deliveries(webhook_id: int) -> ListResponse:
 @validate_response(DeliveryOut, 202)
 @problems(409)
 async def redeliver(webhook_id: int, delivery_id: int) -> tuple[DeliveryOut, int]:
-    """Send a failed (or delivered) delivery again, with a fresh retry schedule; 409 if it
-    is already pending or being sent."""
+    """Send a delivery now, with a fresh retry schedule (failed, delivered, or pending
+    without waiting for its next attempt); 409 while a worker is sending it."""
     return await webhooks.redeliver(db_session(), actor(), webhook_id, delivery_id), 202
