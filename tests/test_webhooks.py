@@ -16,9 +16,10 @@ from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
 from taskapi.http.current import EXTENSION_KEY
-from taskapi.models import WebhookDelivery, WebhookEndpoint
+from taskapi.models import WebhookDelivery, WebhookEndpoint, utcnow
 from taskapi.services.webhook_delivery import fan_out, sweep
 from taskapi.services.webhook_send import new_client
+from tests.support.ports import free_port
 from tests.support.processes import cli_env, run_cli
 from tests.support.receiver import Receiver
 
@@ -325,3 +326,51 @@ async def test_ops_see_the_backlog_and_failures(app_with, make_user, receiver, t
     failed = [line for line in listed.stdout.splitlines() if line.startswith("  failed  webhook=")]
     assert len(failed) == 2 and all("attempts=2  HTTP 500" in line for line in failed)
     assert "deliver_webhooks  every 1 s in each worker" in listed.stdout
+
+
+async def test_events_written_while_redis_is_down_are_delivered(app_with, make_user, receiver) -> None:  # type: ignore[no-untyped-def]
+    """Nothing is queued through Redis: the delivery comes from the event log itself."""
+    async with app_with(**PRIVATE) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        hook = await _hook(client, admin, receiver.url("/ok"))
+    async with app_with(**PRIVATE, redis_url=f"redis://127.0.0.1:{free_port()}/0") as away:
+        task_id = await _task(away.test_client(), admin, "while Redis is away")
+        assert (await _sweep(away))["delivered"] == 1
+    (request,) = receiver.requests()
+    assert _verified(hook["secret"], request)["data"]["id"] == task_id
+
+
+async def test_a_dead_workers_claim_is_sent_by_another_after_the_lease(app_with, make_user, receiver, db) -> None:  # type: ignore[no-untyped-def]
+    async with app_with(**PRIVATE, webhook_claim_timeout=0.5) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        await _hook(client, admin, receiver.url("/ok"))
+        await _task(client, admin)
+        await fan_out(app.extensions[EXTENSION_KEY].db)
+        async with db.transaction() as session:  # claimed by a worker that then died
+            await session.execute(update(WebhookDelivery).values(
+                status="sending", claim_token="dead", claimed_at=utcnow(), attempts=1))
+        assert await _sweep(app) == {}  # its lease still holds
+        time.sleep(0.6)
+        assert await _sweep(app) == {"delivered": 1}
+    async with db.transaction(write=False) as session:
+        delivery = (await session.scalars(select(WebhookDelivery))).one()
+    assert delivery.attempts == 2 and len(receiver.requests()) == 1
+
+
+async def test_a_stopping_worker_releases_what_it_was_sending(app_with, make_user, receiver, db) -> None:  # type: ignore[no-untyped-def]
+    async with app_with(**PRIVATE) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        await _hook(client, admin, receiver.url("/slow"))
+        await _task(client, admin)
+        sweeping = asyncio.create_task(_sweep(app))
+        for _ in range(50):
+            if receiver.requests():
+                break
+            await asyncio.sleep(0.05)
+        sweeping.cancel()  # the worker's shutdown cancels its pump
+        with pytest.raises(asyncio.CancelledError):
+            await sweeping
+    async with db.transaction(write=False) as session:
+        delivery = (await session.scalars(select(WebhookDelivery))).one()
+    assert delivery.status == "pending" and delivery.attempts == 0
+    assert delivery.claim_token is None

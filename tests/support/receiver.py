@@ -3,7 +3,7 @@ appends every request it gets to LOG as a JSON line (path, headers, body, time).
 
 What it answers depends on the path: `/ok` 200; `/gone` 410; `/status/<code>` that code (with
 `?retry_after=N`, a Retry-After header); `/redirect` a 302 to /ok; `/big` 200 with a 1 MiB
-body. Run as a separate process so that it can be stopped and started again (a receiver down
+body; `/slow` 200 after 3 s. Run as a separate process so that it can be stopped and started again (a receiver down
 for a while), as a real one would be.
 """
 
@@ -39,6 +39,8 @@ def main(port: int, log: Path) -> None:
                 status, headers = 302, {"Location": "/ok"}
             elif parts.path == "/big":
                 payload = b"x" * (1024 * 1024)
+            elif parts.path == "/slow":
+                time.sleep(3)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
