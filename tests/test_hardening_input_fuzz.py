@@ -169,10 +169,18 @@ def _check(report: Report, target: Target, response: httpx.Response, sent: str) 
         report.failures.append(f"{target.label} {sent!r}: {status} {response.text[:300]}")
 
 
+def _path(target: Target, ids: dict[str, int]) -> str:
+    """The operation's path with the ids of the rows made for the run."""
+    path = target.path
+    for name, value in ids.items():
+        path = path.replace("{" + name + "}", str(value))
+    return path
+
+
 def _fuzz(client: httpx.Client, targets: list[Target], tokens: dict[str, str],
-          task_id: int, report: Report) -> None:
+          ids: dict[str, int], report: Report) -> None:
     for target in targets:
-        path = target.path.replace("{task_id}", str(task_id))
+        path = _path(target, ids)
         _fuzz_one(client, target, path, _headers_for(client, target, path, tokens), report)
 
 
@@ -215,13 +223,13 @@ def _headers_for(client: httpx.Client, target: Target, path: str,
 
 
 def _page_through(client: httpx.Client, targets: list[Target], tokens: dict[str, str],
-                  task_id: int, report: Report) -> None:
+                  ids: dict[str, int], report: Report) -> None:
     """Every list, every sort, limit=2, to the last page: the rows the fuzz created include
     the extreme deadlines, so their cursors are handed out and read back."""
     for target in targets:
         if target.field != "cursor":
             continue
-        path = target.path.replace("{task_id}", str(task_id))
+        path = _path(target, ids)
         headers = _headers_for(client, target, path, tokens)
         for sort in target.sorts:
             url: str | None = f"{path}?limit=2" + (f"&sort={sort}" if sort else "")
@@ -258,11 +266,14 @@ async def test_forged_cursors_and_edge_datetimes_never_5xx(tmp_path, database_ur
                 "title": f"seed {n}", "deadline": deadline,
                 "assigned_user_id": accounts["employee"].id})
             assert created.status_code == 201, created.text
-        task_id = created.json()["id"]
+        hook = client.post("/webhooks", headers=admin, json={
+            "url": "https://93.184.215.14/hook", "events": ["*"]})  # public: no DNS needed
+        assert hook.status_code == 201, hook.text
+        ids = {"task_id": created.json()["id"], "webhook_id": hook.json()["id"]}
         spec = client.get("/openapi.json").json()
         targets = targets_of(spec)
-        await asyncio.to_thread(_fuzz, client, targets, tokens, task_id, report)
-        await asyncio.to_thread(_page_through, client, targets, tokens, task_id, report)
+        await asyncio.to_thread(_fuzz, client, targets, tokens, ids, report)
+        await asyncio.to_thread(_page_through, client, targets, tokens, ids, report)
     labels = sorted(t.label for t in targets)
     summary = (f"fuzz-input: {len(targets)} targets, {report.requests} requests, "
                f"{len(report.failures)} failures, {time.monotonic() - started:.0f} s, "
@@ -273,7 +284,8 @@ async def test_forged_cursors_and_edge_datetimes_never_5xx(tmp_path, database_ur
     assert {"GET /tasks query.cursor", "GET /tasks/mine query.cursor", "GET /users query.cursor",
             "GET /users/pending query.cursor", "GET /tasks query.due_after",
             "GET /tasks/mine query.due_before", "POST /tasks body.deadline",
-            "PUT /task/{task_id} body.deadline"} <= set(labels), labels
+            "PUT /task/{task_id} body.deadline",
+            "GET /webhooks/{webhook_id}/deliveries query.cursor"} <= set(labels), labels
     assert not report.failures, summary + "\n" + "\n".join(report.failures[:30])
     unreached = [f"{t.label}: {dict(t.statuses)}" for t in targets
                  if not (t.statuses[422] and (t.statuses[200] or t.statuses[201]))]
