@@ -4,12 +4,14 @@ generator on the same machine. A benchmark, not a test: run it by hand.
     nice .venv/bin/python bench/events_load.py [--streams 5000] [--hold 60] [--runs 3]
         [--redis-url redis://127.0.0.1:6379/5] [--port 5590]
 
-Per run: (1) a single idle subscriber: write → event latency over 50 writes; (2) cached
-GET /tasks/mine throughput with no streams; (3) open --streams staff SSE streams, worker RSS
-before and after; (4) one write's event to every stream (10 writes, 2 s apart): latency from
-the write's response to each stream's receipt; (5) the same throughput with the streams
-held; (6) hold them --hold seconds in all: dropped and errored streams. The report gives the
-median of the runs for each figure against the issue's targets.
+Each run starts a fresh server (so each run's RSS growth is its own): (1) a single idle
+subscriber: write → event latency over 50 writes; (2) cached GET /tasks/mine throughput with
+no streams, measured by wrk in its own process (warmed up first; an in-process client would
+measure this script's own event loop, busy with the streams' sockets); (3) open --streams
+staff SSE streams, worker RSS before and after; (4) one write's event to every stream (10
+writes, 2 s apart): latency from the write's response to each stream's receipt; (5) the same
+throughput with the streams held; (6) hold them --hold seconds in all: dropped and errored
+streams. The report gives the median of the runs for each figure against the issue's targets.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import httpx
 from proc_stats import worker_rss
 from run_info import REPO, app_version, log, median, save_results
 from servers import clean_env, flush_redis, start_server, stop_server, taskapi_bin, wait_ready
+from wrk_lua import write_get_lua
+from wrk_runs import find_wrk, measure
 
 PASSWORD = "bench password long enough"
 
@@ -68,22 +72,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def throughput(base: str, token: str, seconds: float, concurrency: int = 32) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def one(client: httpx.AsyncClient) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            response = await client.get("/tasks/mine")
-            if response.status_code == 200:
-                done += 1
-
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                                 limits=limits, timeout=30) as client:
-        await asyncio.gather(*(one(client) for _ in range(concurrency)))
-    return done / seconds
+def wrk_throughput(args: argparse.Namespace, base: str, token: str, serve_pid: int,
+                   log_path: Path, name: str) -> float:
+    """Cached GET /tasks/mine req/s by wrk (64 connections, a warmup first)."""
+    wrk = find_wrk()
+    if wrk is None:
+        raise SystemExit("wrk is needed for the throughput figures: apt-get install -y wrk")
+    script = log_path.parent / "mine.lua"
+    write_get_lua(script, "/tasks/mine", [token])
+    result = measure(name, wrk, base, script, threads=2, connections=64,
+                     duration=int(args.rps_seconds), warmup=3, server_pid=serve_pid,
+                     log_path=log_path)
+    if result["non2xx"] or result["socket_errors"]:
+        log(f"{name}: {result['non2xx']} non-2xx, {result['socket_errors']} socket errors")
+    return float(result["rps"])
 
 
 async def write_latencies(base: str, token: str, readers: list[Reader], writes: int,
@@ -114,7 +116,7 @@ async def _last_event_id(client: httpx.AsyncClient, task_id: int) -> int:
 
 
 async def one_run(args: argparse.Namespace, base: str, serve_pid: int,
-                  token: str) -> dict[str, Any]:
+                  token: str, log_path: Path) -> dict[str, Any]:
     host, port = "127.0.0.1", args.port
     result: dict[str, Any] = {}
     # (1) one idle subscriber
@@ -125,8 +127,8 @@ async def one_run(args: argparse.Namespace, base: str, serve_pid: int,
     result["idle_subscriber_p99_ms"] = round(1000 * pct(lags, 0.99), 1)
     single_task.cancel()
     # (2) throughput without streams
-    await throughput(base, token, 2)  # warm the cache and connections
-    result["mine_rps_without"] = round(await throughput(base, token, args.rps_seconds), 1)
+    result["mine_rps_without"] = round(await asyncio.to_thread(
+        wrk_throughput, args, base, token, serve_pid, log_path, "without"), 1)
     # (3) open the streams
     rss_before = worker_rss(serve_pid)
     readers = [Reader() for _ in range(args.streams)]
@@ -153,7 +155,8 @@ async def one_run(args: argparse.Namespace, base: str, serve_pid: int,
     p99s = await write_latencies(base, token, readers, 10, 2.0)
     result["fanout_p99_s"] = round(median(p99s), 3)
     # (5) throughput with the streams held
-    result["mine_rps_with"] = round(await throughput(base, token, args.rps_seconds), 1)
+    result["mine_rps_with"] = round(await asyncio.to_thread(
+        wrk_throughput, args, base, token, serve_pid, log_path, "with"), 1)
     result["rps_ratio"] = round(result["mine_rps_with"] / result["mine_rps_without"], 3)
     # (6) hold
     remaining = args.hold - (time.perf_counter() - started)
@@ -191,22 +194,22 @@ async def main(args: argparse.Namespace) -> int:
             await asyncio.to_thread(subprocess.run, [tapi, *cmd], env=env, cwd=tmp,
                                     check=True, capture_output=True)
         base = f"http://127.0.0.1:{args.port}"
-        log_path = Path(tmp) / "serve.log"
-        proc = start_server([tapi, "serve", "--port", str(args.port), "--workers", "2"],
-                            env, Path(tmp), log_path)
         runs = []
-        try:
-            wait_ready(base, proc, log_path)
-            async with httpx.AsyncClient(base_url=base) as client:
-                login = await client.post("/login", json={"email": "bench@example.com",
-                                                          "password": PASSWORD})
-            token = login.json()["access_token"]
-            for n in range(args.runs):
-                log(f"run {n + 1}/{args.runs}")
-                runs.append(await one_run(args, base, proc.pid, token))
+        for n in range(args.runs):
+            log(f"run {n + 1}/{args.runs} (a fresh server)")
+            log_path = Path(tmp) / f"serve-{n + 1}.log"
+            proc = start_server([tapi, "serve", "--port", str(args.port), "--workers", "2"],
+                                env, Path(tmp), log_path)
+            try:
+                wait_ready(base, proc, log_path)
+                async with httpx.AsyncClient(base_url=base) as client:
+                    login = await client.post("/login", json={"email": "bench@example.com",
+                                                              "password": PASSWORD})
+                token = login.json()["access_token"]
+                runs.append(await one_run(args, base, proc.pid, token, log_path))
                 log(f"  {runs[-1]}")
-        finally:
-            stop_server(proc)
+            finally:
+                stop_server(proc)
     keys = ["idle_subscriber_p99_ms", "fanout_p99_s", "rss_kib_per_stream", "rps_ratio",
             "opened", "dropped", "errors", "mine_rps_without", "mine_rps_with"]
     medians = {k: median([float(r[k]) for r in runs]) for k in keys}

@@ -21,7 +21,9 @@ class ProblemType(NamedTuple):
 CATALOG: dict[str, ProblemType] = {
     "malformed_request": ProblemType(
         400, "Malformed request",
-        "The body is not valid JSON or not UTF-8. Send a JSON document encoded as UTF-8."),
+        "The body is not valid JSON, not UTF-8, or repeats a key within one object (which "
+        "value counts would be up to each parser). Send a JSON document encoded as UTF-8, "
+        "each key once."),
     "invalid_idempotency_key": ProblemType(
         400, "Invalid Idempotency-Key",
         "The `Idempotency-Key` header is empty or longer than 255 characters."),

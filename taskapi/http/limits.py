@@ -65,8 +65,8 @@ CONVERTERS: dict[str, type[BaseConverter]] = {"int": IdConverter, "job": JobIdCo
 
 
 def _bounded_objects() -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
-    """An object_pairs_hook for one document: 413 as soon as it has too many keys, while it
-    is being parsed (before pydantic sees any of it)."""
+    """An object_pairs_hook for one document: 413 as soon as it has too many keys, 400 for
+    an object that repeats a key, while it is being parsed (before pydantic sees any of it)."""
     members = 0
 
     def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -77,7 +77,14 @@ def _bounded_objects() -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
                            f"The JSON body has more keys than allowed: at most "
                            f"{MAX_KEYS_PER_OBJECT} in one object and {MAX_JSON_MEMBERS} "
                            f"objects and keys in all.")
-        return dict(pairs)
+        result = dict(pairs)
+        if len(result) != len(pairs):  # which value counts would be up to the parser
+            keys = [key for key, _ in pairs]
+            repeated = next(key for n, key in enumerate(keys) if key in keys[:n])
+            raise APIError(400, "malformed_request",
+                           f"The JSON body repeats the key {repeated[:100]!r} in one object: "
+                           "send each key once.")
+        return result
 
     return hook
 
