@@ -54,14 +54,19 @@ def _wants(endpoint: Endpoint, event_type: str) -> bool:
     return "*" in endpoint.events or event_type in endpoint.events
 
 
-async def fan_out(db: Database) -> int:
-    """Record the deliveries of every event the enabled endpoints have not seen yet; returns
-    how many were recorded. Reads first, so an idle worker takes no write lock."""
+def _behind() -> Any:
     head = select(func.max(TaskEvent.id)).scalar_subquery()
-    behind = exists().where(Endpoint.enabled.is_(True), Endpoint.cursor < head)
-    async with db.session(write=False) as session:
-        if not await session.scalar(select(behind)):
-            return 0
+    return exists().where(Endpoint.enabled.is_(True), Endpoint.cursor < head)
+
+
+async def fan_out(db: Database, *, checked: bool = False) -> int:
+    """Record the deliveries of every event the enabled endpoints have not seen yet; returns
+    how many were recorded. Reads first (unless `checked`), so an idle worker takes no write
+    lock."""
+    if not checked:
+        async with db.session(write=False) as session:
+            if not await session.scalar(select(_behind())):
+                return 0
     recorded = 0
     while True:
         async with db.transaction(write=True) as session:
@@ -228,8 +233,12 @@ async def deliver_due(db: Database, settings: Settings,
 
 
 async def sweep(db: Database, settings: Settings, client: httpx.AsyncClient) -> Counter[str]:
-    recorded = await fan_out(db)
-    outcome = await deliver_due(db, settings, client)
+    """Fan-out, then delivery; an idle sweep (the usual one) is one Core read of two EXISTS,
+    no ORM session (it runs every WEBHOOK_POLL_INTERVAL in every worker)."""
+    waiting = select(_behind(), exists().where(_due(utcnow(), settings)))
+    behind, due = await db.run(lambda conn: tuple(conn.execute(waiting).one()))
+    recorded = await fan_out(db, checked=True) if behind else 0
+    outcome = await deliver_due(db, settings, client) if due or recorded else Counter()
     if recorded:
         outcome["recorded"] = recorded
     return outcome
