@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
 from taskapi.http.current import EXTENSION_KEY
+from taskapi.jobs.webhooks import prune_webhook_deliveries
 from taskapi.models import WebhookDelivery, WebhookEndpoint, utcnow
 from taskapi.services.webhook_delivery import fan_out, sweep
 from taskapi.services.webhook_send import new_client
@@ -374,3 +376,23 @@ async def test_a_stopping_worker_releases_what_it_was_sending(app_with, make_use
         delivery = (await session.scalars(select(WebhookDelivery))).one()
     assert delivery.status == "pending" and delivery.attempts == 0
     assert delivery.claim_token is None
+
+
+async def test_finished_deliveries_past_the_retention_are_pruned(app_with, make_user, receiver, db) -> None:  # type: ignore[no-untyped-def]
+    async with app_with(**PRIVATE) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        ok = await _hook(client, admin, receiver.url("/ok"))
+        await _hook(client, admin, receiver.url("/status/503?retry_after=3600"))
+        await _task(client, admin)
+        await _sweep(app)
+        state = app.extensions[EXTENSION_KEY]
+        async with db.transaction() as session:  # all of them recorded 8 days ago
+            await session.execute(update(WebhookDelivery).values(
+                created_at=utcnow() - timedelta(days=8)))
+        ctx = {"db": state.db, "settings": state.settings}
+        assert await prune_webhook_deliveries(ctx) == 1  # the delivered one
+        listed = await client.get(f"/webhooks/{ok['id']}/deliveries", headers=admin.headers)
+        assert await listed.get_json() == []
+    async with db.transaction(write=False) as session:
+        (left,) = (await session.scalars(select(WebhookDelivery))).all()
+    assert left.status == "pending"  # still due: kept whatever its age

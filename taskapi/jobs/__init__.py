@@ -16,7 +16,7 @@ from taskapi.jobs.events import prune_events
 from taskapi.jobs.maintenance import db_maintenance, prune_idempotency_keys
 from taskapi.jobs.reminders import send_daily_reminders
 from taskapi.jobs.reports import send_scheduled_reports, send_task_report
-from taskapi.jobs.webhooks import deliver_webhooks
+from taskapi.jobs.webhooks import deliver_webhooks, prune_webhook_deliveries
 
 Job = Callable[..., Awaitable[Any]]
 
@@ -29,3 +29,4 @@ JOBS: dict[str, Job] = {
 }
 JOBS[prune_events.__name__] = prune_events  # live events (issue 15)
 JOBS[deliver_webhooks.__name__] = deliver_webhooks  # webhooks (issue 18)
+JOBS[prune_webhook_deliveries.__name__] = prune_webhook_deliveries

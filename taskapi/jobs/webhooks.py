@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from taskapi.services import webhook_delivery
+from taskapi.services.event_retention import prune_deliveries
 from taskapi.services.webhook_send import new_client
 
 log = logging.getLogger("taskapi.webhooks")
@@ -33,6 +34,11 @@ async def deliver_webhooks(ctx: dict[str, Any]) -> str:
     async with client_for(ctx) as client:
         outcome = await webhook_delivery.sweep(ctx["db"], ctx["settings"], client)
     return f"webhooks {dict(outcome) or 'nothing due'}"
+
+
+async def prune_webhook_deliveries(ctx: dict[str, Any]) -> int:
+    """Delete finished (delivered, failed) deliveries older than EVENTS_RETENTION."""
+    return await prune_deliveries(ctx["db"], ctx["settings"].events_retention)
 
 
 async def webhook_pump(ctx: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from taskapi.jobs import (
     send_scheduled_reports,
 )
 from taskapi.jobs.events import prune_events
-from taskapi.jobs.webhooks import webhook_pump
+from taskapi.jobs.webhooks import prune_webhook_deliveries, webhook_pump
 from taskapi.mail import Mailer
 from taskapi.mail.check import check_smtp_in_background
 from taskapi.services.webhook_send import new_client
@@ -66,6 +66,8 @@ def cron_jobs(sweep_interval: int = 60) -> list[CronJob]:
     return [
         # Hourly: the live-event payloads past EVENTS_RETENTION (histories stay).
         cron(prune_events, minute={47}, unique=True, timeout=600),
+        # Hourly: delivered and failed webhook deliveries past EVENTS_RETENTION.
+        cron(prune_webhook_deliveries, minute={53}, unique=True, timeout=600),
         # Every 15 minutes: users whose local time reached the reminder hour get theirs.
         cron(send_daily_reminders, minute={0, 15, 30, 45}, unique=True, timeout=600),
         # Every 15 minutes: admins and managers whose local time reached REPORT_HOUR on a day
