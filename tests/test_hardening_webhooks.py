@@ -1,0 +1,122 @@
+"""Attacks on outgoing webhooks (issue 18): addresses that reach the service's own network
+in disguise, URLs whose request would differ from what was checked or shown, and inputs that
+must answer a problem, not a 500. The delivery-time check is the same `destination` the
+create-time one calls, so each refusal holds at both."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from taskapi.core.webhook_signing import new_secret
+from taskapi.models import WebhookEndpoint
+from taskapi.services import webhook_urls
+from taskapi.services.webhook_send import new_client, send
+from taskapi.services.webhook_urls import Refused, destination
+from tests.support.receiver import Receiver
+
+# IPv6 forms that carry an IPv4 address the network may translate or tunnel to: the
+# embedded address is what is reached, so it is what must be public.
+EMBEDDED = [
+    "http://[64:ff9b::7f00:1]/x",  # NAT64 (RFC 6052) of 127.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/latest",  # NAT64 of the metadata address
+    "http://[64:ff9b::10.0.0.1]/x",
+    "http://[64:ff9b:1::a00:1]/x",  # local-use NAT64 prefix (RFC 8215)
+    "http://[2002:7f00:1::]/x",  # 6to4 of 127.0.0.1
+    "http://[2002:a9fe:a9fe::1]/x",  # 6to4 of 169.254.169.254
+    "http://[::127.0.0.1]/x",  # IPv4-compatible (deprecated)
+    "http://[::ffff:0:7f00:1]/x",  # IPv4-translated (SIIT)
+    "http://[fec0::1]/x",  # site-local (deprecated, still routed inside some networks)
+]
+
+
+@pytest.fixture
+def receiver_process(tmp_path: Path) -> Iterator[Receiver]:
+    running = Receiver(tmp_path).start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("url", EMBEDDED)
+async def test_ipv6_forms_of_inner_addresses_are_refused(url: str) -> None:
+    with pytest.raises(Refused, match="non-public"):
+        await destination(url, allow_private=False)
+    await destination(url, allow_private=True)  # the setting still lifts it
+
+
+@pytest.mark.parametrize("url", [
+    "http://[64:ff9b::5db8:d70e]/x",  # NAT64 of a public address: IPv6-only networks need it
+    "http://[2002:5db8:d70e::1]/x",
+    "https://93.184.215.14/x",
+])
+async def test_their_public_counterparts_still_pass(url: str) -> None:
+    await destination(url, allow_private=False)
+
+
+async def _refused(client: Any, admin: Any, db: Any, url: str) -> dict[str, Any]:
+    response = await client.post("/webhooks", headers=admin.headers,
+                                 json={"url": url, "events": ["*"]})
+    assert response.status_code == 422, await response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    problem: dict[str, Any] = await response.get_json()
+    async with db.transaction(write=False) as session:
+        assert list(await session.scalars(select(WebhookEndpoint.id))) == []
+    return problem
+
+
+@pytest.mark.parametrize("url", [
+    "http://" + "a" * 64 + ".example.com/x",  # a DNS label longer than 63
+    "http://a..example.com/x",  # an empty label
+    "http://.example.com/x",
+])
+async def test_a_host_name_dns_cannot_encode_is_a_422_not_a_500(app_with, make_user, db, url) -> None:  # type: ignore[no-untyped-def]
+    async with app_with(webhook_allow_private=True) as app:
+        problem = await _refused(app.test_client(), await make_user("admin"), db, url)
+    assert problem["code"] == "webhook_url_refused"
+    assert problem["errors"][0]["loc"] == ["url"]
+
+
+@pytest.mark.parametrize("url", [
+    "http://93.184.215.14/hook\r\nX-Injected: 1",  # CR LF: urlsplit drops them silently
+    "http://93.184.215.14/a\tb",
+    " http://93.184.215.14/hook",
+    "http://93.184.215.14/hook\n",
+    "http://93.184.215.14/a b",
+    "http://93.184.215.14/a\x7fb",
+])
+async def test_whitespace_and_control_characters_are_refused(client, make_user, db, url) -> None:  # type: ignore[no-untyped-def]
+    """Otherwise the endpoint shows one URL and the worker requests another (the characters
+    dropped or percent-encoded on the way)."""
+    problem = await _refused(client, await make_user("admin"), db, url)
+    assert problem["code"] == "webhook_url_refused"
+
+
+async def test_port_zero_is_refused_not_sent_to_port_80(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    problem = await _refused(client, await make_user("admin"), db, "http://93.184.215.14:0/x")
+    assert problem["code"] == "webhook_url_refused"
+
+
+async def test_an_internationalised_host_is_sent_in_its_ascii_form(monkeypatch, make_settings, receiver_process) -> None:  # type: ignore[no-untyped-def]
+    """Host and SNI take the IDNA form; the name as typed is not ASCII, and httpx cannot
+    encode it in a header, so every delivery to such a URL used to fail."""
+    asked: list[str] = []
+
+    async def to_loopback(target: Any) -> list[Any]:
+        asked.append(target.host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(webhook_urls, "resolve", to_loopback)
+    settings = make_settings(webhook_allow_private=True)
+    async with new_client(settings) as client:
+        url = f"http://Bücher.example:{receiver_process.port}/ok"
+        attempt = await send(client, settings, url=url, msg_id="1", body=b"{}",
+                             secrets=[new_secret()])
+    assert attempt.ok, attempt
+    assert asked == ["xn--bcher-kva.example"]  # what DNS is asked
+    (request,) = receiver_process.requests()
+    assert request["headers"]["Host"] == f"xn--bcher-kva.example:{receiver_process.port}"
