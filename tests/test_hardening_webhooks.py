@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from taskapi.core.webhook_signing import new_secret
-from taskapi.models import WebhookEndpoint
+from taskapi.http.current import EXTENSION_KEY
+from taskapi.models import TaskEvent, WebhookDelivery, WebhookEndpoint, utcnow
 from taskapi.services import webhook_urls
+from taskapi.services.webhook_delivery import fan_out
 from taskapi.services.webhook_send import new_client, send
 from taskapi.services.webhook_urls import Refused, destination
 from tests.support.receiver import Receiver
@@ -99,6 +101,27 @@ async def test_whitespace_and_control_characters_are_refused(client, make_user, 
 async def test_port_zero_is_refused_not_sent_to_port_80(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
     problem = await _refused(client, await make_user("admin"), db, "http://93.184.215.14:0/x")
     assert problem["code"] == "webhook_url_refused"
+
+
+ENDPOINTS = 9
+
+
+async def test_fan_out_of_a_backlog_to_many_endpoints_is_not_one_oversized_statement(app_with, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """asyncpg takes at most 32767 parameters per statement: 9 endpoints x 500 events x 8
+    columns exceed it, and a fan-out that fails each sweep stops every webhook for good."""
+    async with app_with(webhook_allow_private=True) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        for n in range(ENDPOINTS):
+            response = await client.post("/webhooks", headers=admin.headers, json={
+                "url": f"http://127.0.0.1:9/{n}", "events": ["*"]})
+            assert response.status_code == 201
+        async with db.transaction() as session:  # a backlog: the workers were away
+            await session.execute(insert(TaskEvent), [
+                {"type": "task.created", "task_id": n, "audience": [], "data": {"id": n},
+                 "changes": {}, "created_at": utcnow()} for n in range(1, 501)])
+        assert await fan_out(app.extensions[EXTENSION_KEY].db) == ENDPOINTS * 500
+    async with db.transaction(write=False) as session:
+        assert await session.scalar(select(func.count(WebhookDelivery.id))) == ENDPOINTS * 500
 
 
 async def test_an_internationalised_host_is_sent_in_its_ascii_form(monkeypatch, make_settings, receiver_process) -> None:  # type: ignore[no-untyped-def]

@@ -38,6 +38,9 @@ from taskapi.services.webhook_send import Attempt, send
 
 log = logging.getLogger("taskapi.webhooks")
 FANOUT_PAGE = 500  # events read per fan-out transaction
+# Rows per INSERT: 8 parameters each, well under asyncpg's 32767 per statement (a page for
+# nine endpoints would exceed it, and a fan-out failing every sweep stops all webhooks).
+INSERT_ROWS = 2000
 MAX_RETRY_AFTER = 24 * 3600.0
 JITTER = 0.1
 Delivery = WebhookDelivery
@@ -85,11 +88,12 @@ async def fan_out(db: Database) -> int:
                     if event.id > endpoint.cursor and _wants(endpoint, event.type)]
             for endpoint in endpoints:
                 endpoint.cursor = max(endpoint.cursor, events[-1].id)
-            if rows:
-                insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-                          else sqlite.insert)
-                await session.execute(insert(Delivery).values(rows).on_conflict_do_nothing(
-                    index_elements=["endpoint_id", "event_id"]))
+            insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+                      else sqlite.insert)
+            for start in range(0, len(rows), INSERT_ROWS):
+                await session.execute(insert(Delivery).values(rows[start:start + INSERT_ROWS])
+                                      .on_conflict_do_nothing(
+                                          index_elements=["endpoint_id", "event_id"]))
             recorded += len(rows)
         if len(events) < FANOUT_PAGE:
             return recorded
