@@ -5,6 +5,7 @@ create-time one calls, so each refusal holds at both."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy import func, insert, select
 from taskapi.core.webhook_signing import new_secret
 from taskapi.http.current import EXTENSION_KEY
 from taskapi.models import TaskEvent, WebhookDelivery, WebhookEndpoint, utcnow
-from taskapi.services import webhook_urls
+from taskapi.services import webhook_urls, webhooks
 from taskapi.services.webhook_delivery import fan_out
 from taskapi.services.webhook_send import new_client, send
 from taskapi.services.webhook_urls import Refused, destination
@@ -143,3 +144,29 @@ async def test_an_internationalised_host_is_sent_in_its_ascii_form(monkeypatch, 
     assert asked == ["xn--bcher-kva.example"]  # what DNS is asked
     (request,) = receiver_process.requests()
     assert request["headers"]["Host"] == f"xn--bcher-kva.example:{receiver_process.port}"
+
+
+async def test_two_rotations_at_once_both_hand_out_a_secret_that_signs(app_with, make_user, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each rotation answers a secret: both must be among the (at most two) that sign, or an
+    admin installs one that never verifies. PostgreSQL reads committed: two rotations read the
+    same current secret unless the row is locked (the pause makes them overlap every time)."""
+    read = webhooks._endpoint
+
+    async def slow_read(*args: Any, **kwargs: Any) -> Any:
+        endpoint = await read(*args, **kwargs)
+        await asyncio.sleep(0.2)
+        return endpoint
+
+    monkeypatch.setattr(webhooks, "_endpoint", slow_read)
+    async with app_with(webhook_allow_private=True) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        created = await client.post("/webhooks", headers=admin.headers,
+                                    json={"url": "http://127.0.0.1:9/x", "events": ["*"]})
+        path = f"/webhooks/{(await created.get_json())['id']}/rotate"
+        answers = await asyncio.gather(*(client.post(path, headers=admin.headers)
+                                         for _ in range(2)))
+        handed = {(await answer.get_json())["secret"] for answer in answers}
+    async with db.transaction(write=False) as session:
+        endpoint = (await session.scalars(select(WebhookEndpoint))).one()
+    assert len(handed) == 2
+    assert handed == {endpoint.secret, endpoint.previous_secret}

@@ -58,9 +58,11 @@ async def _head(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.max(TaskEvent.id))) or 0)
 
 
-async def _endpoint(session: AsyncSession, actor: Actor, webhook_id: int) -> WebhookEndpoint:
+async def _endpoint(session: AsyncSession, actor: Actor, webhook_id: int, *,
+                    lock: bool = False) -> WebhookEndpoint:
+    """`lock`: FOR UPDATE on PostgreSQL (SQLite's write transactions are serial already)."""
     require(actor, Role.ADMIN)
-    endpoint = await session.get(WebhookEndpoint, webhook_id)
+    endpoint = await session.get(WebhookEndpoint, webhook_id, with_for_update=lock or None)
     if endpoint is None:
         raise not_found("webhook")
     return endpoint
@@ -119,8 +121,10 @@ async def delete(session: AsyncSession, actor: Actor, webhook_id: int) -> None:
 
 async def rotate(session: AsyncSession, actor: Actor, webhook_id: int) -> WebhookSecret:
     """A new secret; the current one keeps signing too for ROTATION_OVERLAP. A second
-    rotation within that time drops the oldest: two secrets sign at most."""
-    endpoint = await _endpoint(session, actor, webhook_id)
+    rotation within that time drops the oldest: two secrets sign at most. The row is locked,
+    so two rotations at once chain (each answer's secret signs) rather than both replacing
+    the same one."""
+    endpoint = await _endpoint(session, actor, webhook_id, lock=True)
     now = utcnow()
     endpoint.previous_secret, endpoint.secret = endpoint.secret, new_secret()
     endpoint.previous_secret_until = now + ROTATION_OVERLAP
