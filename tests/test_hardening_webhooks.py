@@ -17,9 +17,9 @@ from sqlalchemy import func, insert, select
 from taskapi.core.webhook_signing import new_secret
 from taskapi.http.current import EXTENSION_KEY
 from taskapi.models import TaskEvent, WebhookDelivery, WebhookEndpoint, utcnow
-from taskapi.services import webhook_urls, webhooks
+from taskapi.services import webhook_delivery, webhook_urls, webhooks
 from taskapi.services.webhook_delivery import fan_out
-from taskapi.services.webhook_send import new_client, send
+from taskapi.services.webhook_send import Attempt, new_client, send
 from taskapi.services.webhook_urls import Refused, destination
 from tests.support.receiver import Receiver
 
@@ -170,3 +170,31 @@ async def test_two_rotations_at_once_both_hand_out_a_secret_that_signs(app_with,
         endpoint = (await session.scalars(select(WebhookEndpoint))).one()
     assert len(handed) == 2
     assert handed == {endpoint.secret, endpoint.previous_secret}
+
+
+async def test_a_410_from_the_old_url_does_not_disable_the_url_the_admin_just_set(app_with, make_user, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The receiver at the old URL answers 410 while the admin moves the endpoint to a new
+    one: the endpoint stays enabled, and the delivery is retried (to the new URL)."""
+    async with app_with(webhook_allow_private=True, webhook_retry_schedule=[60]) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        created = await (await client.post("/webhooks", headers=admin.headers, json={
+            "url": "http://127.0.0.1:9/old", "events": ["*"]})).get_json()
+        await client.post("/tasks", headers=admin.headers, json={"title": "moved"})
+
+        async def gone_while_moved(*_args: Any, **_kwargs: Any) -> Attempt:
+            moved = await client.put(f"/webhooks/{created['id']}", headers=admin.headers,
+                                     json={"url": "http://127.0.0.1:9/new"})
+            assert moved.status_code == 200
+            return Attempt(410, "HTTP 410", 3)
+
+        monkeypatch.setattr(webhook_delivery, "send", gone_while_moved)
+        state = app.extensions[EXTENSION_KEY]
+        async with new_client(state.settings) as http:
+            assert dict(await webhook_delivery.sweep(state.db, state.settings, http)) == {
+                "retry": 1, "recorded": 1}
+        shown = await (await client.get(f"/webhooks/{created['id']}",
+                                        headers=admin.headers)).get_json()
+    assert shown["enabled"] is True and shown["disabled_reason"] is None
+    async with db.transaction(write=False) as session:
+        delivery = (await session.scalars(select(WebhookDelivery))).one()
+    assert delivery.status == "pending" and delivery.last_status_code == 410

@@ -147,6 +147,15 @@ def _signing_secrets(endpoint: Endpoint, now: datetime) -> list[str]:
     return [endpoint.secret, *([old] if old and until is not None and until > now else [])]
 
 
+def _retry(settings: Settings, delivery: Delivery, attempt: Attempt,
+           now: datetime) -> tuple[str, dict[str, Any]]:
+    delay = retry_delay(settings, delivery.attempts, attempt)
+    if delay is None:
+        return "failed", {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
+    return "retry", {"status": DeliveryStatus.PENDING,
+                     "next_attempt_at": now + timedelta(seconds=delay)}
+
+
 async def _record(db: Database, settings: Settings, delivery: Delivery, endpoint: Endpoint,
                   token: str, attempt: Attempt) -> str:
     """Write one attempt's outcome; returns it: delivered, retry, failed or disabled."""
@@ -161,19 +170,20 @@ async def _record(db: Database, settings: Settings, delivery: Delivery, endpoint
         outcome = "disabled"
         values |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
     else:
-        delay = retry_delay(settings, delivery.attempts, attempt)
-        outcome = "failed" if delay is None else "retry"
-        values |= ({"status": DeliveryStatus.FAILED, "next_attempt_at": None} if delay is None
-                   else {"status": DeliveryStatus.PENDING,
-                         "next_attempt_at": now + timedelta(seconds=delay)})
+        outcome, more = _retry(settings, delivery, attempt, now)
+        values |= more
     async with db.transaction(write=True) as session:
+        if outcome == "disabled":  # only the URL that answered: a new one is the admin's fix
+            gone = await session.execute(
+                update(Endpoint).where(Endpoint.id == endpoint.id, Endpoint.url == endpoint.url)
+                .values(enabled=False, updated_at=now, disabled_reason="the receiver answered "
+                        f"410 Gone at {now:%Y-%m-%d %H:%M:%SZ}"))
+            if not gone.rowcount:  # type: ignore[attr-defined]
+                outcome, more = _retry(settings, delivery, attempt, now)
+                values |= more
         await session.execute(
             update(Delivery).where(Delivery.id == delivery.id, Delivery.claim_token == token)
             .values(**values).execution_options(synchronize_session=False))
-        if outcome == "disabled":
-            await session.execute(update(Endpoint).where(Endpoint.id == endpoint.id).values(
-                enabled=False, updated_at=now,
-                disabled_reason=f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M:%SZ}"))
     if outcome != "delivered":
         log.warning("webhook %s event %s (attempt %d): %s%s", endpoint.id, delivery.event_id,
                     delivery.attempts, attempt.error,
