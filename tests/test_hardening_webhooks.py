@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,24 @@ async def test_a_410_from_the_old_url_does_not_disable_the_url_the_admin_just_se
     async with db.transaction(write=False) as session:
         delivery = (await session.scalars(select(WebhookDelivery))).one()
     assert delivery.status == "pending" and delivery.last_status_code == 410
+
+
+async def test_an_event_logged_while_enabled_is_sent_after_a_disable_and_enable(app_with, make_user, receiver_process) -> None:  # type: ignore[no-untyped-def]
+    """The workers turn events into deliveries a sweep later (or much later, when they are
+    down). An endpoint disabled before they got there, then enabled again, starts at the
+    log's head: the event it was enabled for must have been recorded by then, not skipped."""
+    async with app_with(webhook_allow_private=True) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        created = await (await client.post("/webhooks", headers=admin.headers, json={
+            "url": receiver_process.url("/ok"), "events": ["*"]})).get_json()
+        task = await (await client.post("/tasks", headers=admin.headers,
+                                        json={"title": "while enabled"})).get_json()
+        path = f"/webhooks/{created['id']}"
+        await client.put(path, headers=admin.headers, json={"enabled": False})
+        await client.post("/tasks", headers=admin.headers, json={"title": "while disabled"})
+        await client.put(path, headers=admin.headers, json={"enabled": True})
+        state = app.extensions[EXTENSION_KEY]
+        async with new_client(state.settings) as http:
+            await webhook_delivery.sweep(state.db, state.settings, http)
+    sent = [json.loads(r["body"])["data"]["title"] for r in receiver_process.requests()]
+    assert sent == [task["title"]]

@@ -24,12 +24,14 @@ import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.config import Settings
 from taskapi.core.db import Database
@@ -57,6 +59,33 @@ def _wants(endpoint: Endpoint, event_type: str) -> bool:
     return "*" in endpoint.events or event_type in endpoint.events
 
 
+def _rows(endpoints: list[Endpoint], events: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"endpoint_id": endpoint.id, "event_id": event.id, "event_type": event.type,
+             "body": _body(event), "status": DeliveryStatus.PENDING, "attempts": 0,
+             "next_attempt_at": utcnow(), "created_at": utcnow()}
+            for endpoint in endpoints for event in events
+            if event.id > endpoint.cursor and _wants(endpoint, event.type)]
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+              else sqlite.insert)
+    for start in range(0, len(rows), INSERT_ROWS):
+        await session.execute(insert(Delivery).values(rows[start:start + INSERT_ROWS])
+                              .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"]))
+
+
+async def catch_up(session: AsyncSession, endpoint: Endpoint) -> None:
+    """Fan-out for one endpoint, in the caller's transaction: run before it is disabled, so
+    that what was logged while it was enabled is sent even if the workers had not got there."""
+    while events := (await session.execute(
+            select(TaskEvent.id, TaskEvent.type, TaskEvent.data, TaskEvent.created_at)
+            .where(TaskEvent.id > endpoint.cursor).order_by(TaskEvent.id)
+            .limit(FANOUT_PAGE))).all():
+        await _insert(session, _rows([endpoint], events))
+        endpoint.cursor = events[-1].id
+
+
 async def fan_out(db: Database) -> int:
     """Record the deliveries of every event the enabled endpoints have not seen yet; returns
     how many were recorded. Reads first, so an idle worker takes no write lock."""
@@ -80,20 +109,10 @@ async def fan_out(db: Database) -> int:
                 .where(TaskEvent.id > low).order_by(TaskEvent.id).limit(FANOUT_PAGE))).all()
             if not events:
                 return recorded
-            rows = [{"endpoint_id": endpoint.id, "event_id": event.id,
-                     "event_type": event.type, "body": _body(event),
-                     "status": DeliveryStatus.PENDING, "attempts": 0,
-                     "next_attempt_at": utcnow(), "created_at": utcnow()}
-                    for endpoint in endpoints for event in events
-                    if event.id > endpoint.cursor and _wants(endpoint, event.type)]
+            rows = _rows(endpoints, events)
             for endpoint in endpoints:
                 endpoint.cursor = max(endpoint.cursor, events[-1].id)
-            insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-                      else sqlite.insert)
-            for start in range(0, len(rows), INSERT_ROWS):
-                await session.execute(insert(Delivery).values(rows[start:start + INSERT_ROWS])
-                                      .on_conflict_do_nothing(
-                                          index_elements=["endpoint_id", "event_id"]))
+            await _insert(session, rows)
             recorded += len(rows)
         if len(events) < FANOUT_PAGE:
             return recorded

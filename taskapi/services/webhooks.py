@@ -34,6 +34,7 @@ from taskapi.schemas.webhooks import (
     WebhookSecret,
     WebhookUpdate,
 )
+from taskapi.services import webhook_delivery
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import require
 from taskapi.services.webhook_urls import Refused, destination
@@ -94,7 +95,7 @@ async def get(session: AsyncSession, actor: Actor, webhook_id: int) -> WebhookOu
 
 async def change(session: AsyncSession, settings: Settings, actor: Actor, webhook_id: int,
                  data: WebhookUpdate) -> WebhookOut:
-    endpoint = await _endpoint(session, actor, webhook_id)
+    endpoint = await _endpoint(session, actor, webhook_id, lock=True)
     fields = data.model_dump(exclude_unset=True)
     if "url" in fields and fields["url"] != endpoint.url:
         endpoint.url = await _checked_url(settings, fields["url"])
@@ -106,7 +107,9 @@ async def change(session: AsyncSession, settings: Settings, actor: Actor, webhoo
         # From now on: what happened while it was off is not sent (nor is it kept for it).
         endpoint.enabled, endpoint.disabled_reason = True, None
         endpoint.cursor = await _head(session)
-    elif fields.get("enabled") is False:
+    elif fields.get("enabled") is False and endpoint.enabled:
+        # What was logged while it was enabled is still sent (the workers may lag behind).
+        await webhook_delivery.catch_up(session, endpoint)
         endpoint.enabled = False
     endpoint.updated_at = utcnow()
     await session.commit()
