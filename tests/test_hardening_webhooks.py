@@ -220,3 +220,20 @@ async def test_an_event_logged_while_enabled_is_sent_after_a_disable_and_enable(
             await webhook_delivery.sweep(state.db, state.settings, http)
     sent = [json.loads(r["body"])["data"]["title"] for r in receiver_process.requests()]
     assert sent == [task["title"]]
+
+
+async def test_an_unreadable_retry_after_is_ignored_not_an_error(app_with, make_user, db, receiver_process) -> None:  # type: ignore[no-untyped-def]
+    """`²` is a digit to str.isdigit but not to float(): the answer (503) must still be what
+    the delivery shows, retried on the schedule."""
+    async with app_with(webhook_allow_private=True, webhook_retry_schedule=[60]) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        await client.post("/webhooks", headers=admin.headers, json={
+            "url": receiver_process.url("/status/503?retry_after=%C2%B2"), "events": ["*"]})
+        await client.post("/tasks", headers=admin.headers, json={"title": "odd header"})
+        state = app.extensions[EXTENSION_KEY]
+        async with new_client(state.settings) as http:
+            outcome = await webhook_delivery.sweep(state.db, state.settings, http)
+    assert dict(outcome) == {"retry": 1, "recorded": 1}
+    async with db.transaction(write=False) as session:
+        delivery = (await session.scalars(select(WebhookDelivery))).one()
+    assert delivery.last_status_code == 503 and delivery.last_error.startswith("HTTP 503")
