@@ -6,12 +6,17 @@ create-time one calls, so each refusal holds at both."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
+import shutil
+import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
@@ -237,3 +242,60 @@ async def test_an_unreadable_retry_after_is_ignored_not_an_error(app_with, make_
     async with db.transaction(write=False) as session:
         delivery = (await session.scalars(select(WebhookDelivery))).one()
     assert delivery.last_status_code == 503 and delivery.last_error.startswith("HTTP 503")
+
+
+@pytest.fixture
+def a_example_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for a.example only (trusted by the test's client)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    cert, key = tmp_path / "a.pem", tmp_path / "a.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=a.example", "-addext",
+                    "subjectAltName=DNS:a.example"], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_to_another_name_on_the_same_address_verifies_its_own_certificate(monkeypatch, make_settings, a_example_cert) -> None:  # type: ignore[no-untyped-def]
+    """Connections are pooled by the address connected to, and SNI is not part of that key:
+    a connection verified for a.example was reused for b.example on the same address, so
+    b.example's payload went out under a certificate never checked for it (a spoofed DNS
+    answer pointing b.example at a.example's server got the data; a CDN answers 421)."""
+    cert, key = a_example_cert
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    hosts: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode().split("\r\n")
+                fields = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+                hosts.append(fields["host"])
+                await reader.readexactly(int(fields.get("content-length", 0)))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+
+    async def to_loopback(_target: Any) -> list[Any]:
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(webhook_urls, "resolve", to_loopback)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    monkeypatch.setattr(httpx, "AsyncClient", functools.partial(httpx.AsyncClient, verify=trusted))
+    settings = make_settings(webhook_allow_private=True)
+    try:
+        async with new_client(settings) as client:
+            first, second = [await send(client, settings, url=f"https://{name}:{port}/hook",
+                                        msg_id="1", body=b"{}", secrets=[new_secret()])
+                             for name in ("a.example", "b.example")]
+    finally:
+        server.close()
+    assert first.ok, first
+    assert not second.ok and "CERTIFICATE_VERIFY_FAILED" in (second.error or ""), second
+    assert hosts == [f"a.example:{port}"]
