@@ -299,3 +299,34 @@ async def test_https_to_another_name_on_the_same_address_verifies_its_own_certif
     assert first.ok, first
     assert not second.ok and "CERTIFICATE_VERIFY_FAILED" in (second.error or ""), second
     assert hosts == [f"a.example:{port}"]
+
+
+async def test_a_failed_claim_does_not_cut_short_the_sends_in_flight(app_with, make_user, db, monkeypatch, receiver_process) -> None:  # type: ignore[no-untyped-def]
+    """A claim that fails (the database locked for longer than its timeout, e.g. by the
+    nightly maintenance) used to cancel every send in flight: released uncounted after the
+    receiver had the request, each was sent again. They finish and are recorded now."""
+    claim = webhook_delivery._claim
+    calls = 0
+
+    async def fails_after_the_first(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError("database is locked")
+        return await claim(*args, **kwargs)
+
+    async with app_with(webhook_allow_private=True) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        for path in ("/ok", "/slow"):  # the fast one frees a slot: the next claim fails
+            await client.post("/webhooks", headers=admin.headers, json={
+                "url": receiver_process.url(path), "events": ["*"]})
+        await client.post("/tasks", headers=admin.headers, json={"title": "slow one"})
+        monkeypatch.setattr(webhook_delivery, "_claim", fails_after_the_first)
+        state = app.extensions[EXTENSION_KEY]
+        async with new_client(state.settings) as http:
+            with pytest.raises(OSError, match="locked"):
+                await webhook_delivery.sweep(state.db, state.settings, http)
+    async with db.transaction(write=False) as session:
+        deliveries = list(await session.scalars(select(WebhookDelivery)))
+    assert [(d.status, d.attempts) for d in deliveries] == [("delivered", 1)] * 2
+    assert len(receiver_process.requests("/slow")) == 1

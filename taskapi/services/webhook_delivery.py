@@ -240,16 +240,25 @@ async def _deliver_one(db: Database, settings: Settings, client: httpx.AsyncClie
 async def deliver_due(db: Database, settings: Settings,
                       client: httpx.AsyncClient) -> Counter[str]:
     """Send every due delivery, WEBHOOK_CONCURRENCY at a time: a slot that frees claims the
-    next one, so no claim waits behind others long enough to outlive its lease."""
+    next one, so no claim waits behind others long enough to outlive its lease. A claim that
+    fails (the database away) stops claiming; what is in flight finishes, then it is raised."""
     outcome: Counter[str] = Counter()
     in_flight: set[asyncio.Task[str]] = set()
+    failed: Exception | None = None
     try:
         while True:
             free = settings.webhook_concurrency - len(in_flight)
-            claimed = await _claim(db, settings, free, utcnow()) if free else []
+            claimed: list[tuple[Delivery, Endpoint]] = []
+            try:
+                if free and failed is None:
+                    claimed = await _claim(db, settings, free, utcnow())
+            except Exception as error:
+                failed = error
             in_flight.update(asyncio.create_task(_deliver_one(db, settings, client, *pair))
                              for pair in claimed)
             if not in_flight:
+                if failed is not None:
+                    raise failed
                 return outcome
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
