@@ -330,3 +330,12 @@ async def test_a_failed_claim_does_not_cut_short_the_sends_in_flight(app_with, m
         deliveries = list(await session.scalars(select(WebhookDelivery)))
     assert [(d.status, d.attempts) for d in deliveries] == [("delivered", 1)] * 2
     assert len(receiver_process.requests("/slow")) == 1
+
+
+async def test_a_refused_name_does_not_tell_its_internal_addresses(client, make_user, db) -> None:  # type: ignore[no-untyped-def]
+    """Otherwise POST /webhooks is a DNS lookup into the service's own network: an admin of
+    the app learns which internal names exist and the addresses they have."""
+    problem = await _refused(client, await make_user("admin"), db, "http://localhost:8080/x")
+    assert problem["code"] == "webhook_url_refused"
+    assert "127.0.0.1" not in json.dumps(problem)
+    assert "'localhost' resolves to a loopback, private" in problem["detail"]

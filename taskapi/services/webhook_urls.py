@@ -137,10 +137,10 @@ async def destination(url: str, allow_private: bool) -> tuple[Target, IP]:
     target = parse(url)
     addresses = await resolve(target)
     if not allow_private:
-        inner = [str(address) for address in addresses if _not_public(address)]
-        if inner:
-            named = (f"{target.host} is" if [target.host] == inner
-                     else f"{target.host!r} resolves to {', '.join(inner)},")
+        if any(_not_public(address) for address in addresses):
+            # A name's addresses are not told: that would map the service's own network.
+            named = (f"{target.host} is" if [target.host] == [str(a) for a in addresses]
+                     else f"{target.host!r} resolves to")
             raise Refused(f"{named} a loopback, private or otherwise non-public address "
                           "(WEBHOOK_ALLOW_PRIVATE lifts this for trusted setups)")
     return target, addresses[0]
