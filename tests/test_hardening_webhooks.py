@@ -339,3 +339,11 @@ async def test_a_refused_name_does_not_tell_its_internal_addresses(client, make_
     assert problem["code"] == "webhook_url_refused"
     assert "127.0.0.1" not in json.dumps(problem)
     assert "'localhost' resolves to a loopback, private" in problem["detail"]
+
+
+async def test_a_repeated_star_is_taken_once_like_any_repeated_type(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    admin = await make_user("admin")
+    response = await client.post("/webhooks", headers=admin.headers,
+                                 json={"url": "https://93.184.215.14/x", "events": ["*", "*"]})
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    assert (await response.get_json())["events"] == ["*"]
