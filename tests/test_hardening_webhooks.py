@@ -347,3 +347,19 @@ async def test_a_repeated_star_is_taken_once_like_any_repeated_type(client, make
                                  json={"url": "https://93.184.215.14/x", "events": ["*", "*"]})
     assert response.status_code == 201, await response.get_data(as_text=True)
     assert (await response.get_json())["events"] == ["*"]
+
+
+async def test_an_event_logged_before_a_change_of_events_is_sent_as_subscribed_then(app_with, make_user, receiver_process) -> None:  # type: ignore[no-untyped-def]
+    async with app_with(webhook_allow_private=True) as app:
+        client, admin = app.test_client(), await make_user("admin")
+        created = await (await client.post("/webhooks", headers=admin.headers, json={
+            "url": receiver_process.url("/ok"), "events": ["task.created"]})).get_json()
+        await client.post("/tasks", headers=admin.headers, json={"title": "subscribed"})
+        await client.put(f"/webhooks/{created['id']}", headers=admin.headers,
+                         json={"events": ["task.deleted"]})
+        await client.post("/tasks", headers=admin.headers, json={"title": "not any more"})
+        state = app.extensions[EXTENSION_KEY]
+        async with new_client(state.settings) as http:
+            await webhook_delivery.sweep(state.db, state.settings, http)
+    sent = [json.loads(r["body"])["data"]["title"] for r in receiver_process.requests()]
+    assert sent == ["subscribed"]

@@ -97,6 +97,11 @@ async def change(session: AsyncSession, settings: Settings, actor: Actor, webhoo
                  data: WebhookUpdate) -> WebhookOut:
     endpoint = await _endpoint(session, actor, webhook_id, lock=True)
     fields = data.model_dump(exclude_unset=True)
+    if endpoint.enabled and (fields.get("enabled") is False
+                             or fields.get("events", endpoint.events) != endpoint.events):
+        # What was logged before this change is recorded as subscribed until now (the
+        # workers may lag behind): a disable or a new filter applies from now on only.
+        await webhook_delivery.catch_up(session, endpoint)
     if "url" in fields and fields["url"] != endpoint.url:
         endpoint.url = await _checked_url(settings, fields["url"])
     if "events" in fields:
@@ -107,9 +112,7 @@ async def change(session: AsyncSession, settings: Settings, actor: Actor, webhoo
         # From now on: what happened while it was off is not sent (nor is it kept for it).
         endpoint.enabled, endpoint.disabled_reason = True, None
         endpoint.cursor = await _head(session)
-    elif fields.get("enabled") is False and endpoint.enabled:
-        # What was logged while it was enabled is still sent (the workers may lag behind).
-        await webhook_delivery.catch_up(session, endpoint)
+    elif fields.get("enabled") is False:
         endpoint.enabled = False
     endpoint.updated_at = utcnow()
     await session.commit()
