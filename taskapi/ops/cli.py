@@ -222,13 +222,13 @@ def _shown(text: str) -> str:
 async def _outbox_state(settings: Settings) -> tuple[Any, Any, Any, Any]:
     """The email outbox and the webhook deliveries: counts, then the latest given up."""
     from taskapi.core.db import Database
-    from taskapi.services import webhook_delivery
+    from taskapi.services import webhook_backlog
     from taskapi.services.outbox import backlog, given_up
 
     db = Database.from_url(settings.sqlalchemy_url)
     try:
-        return (await backlog(db), await given_up(db), await webhook_delivery.backlog(db),
-                await webhook_delivery.failures(db))
+        return (await backlog(db), await given_up(db), await webhook_backlog.backlog(db),
+                await webhook_backlog.failures(db))
     finally:
         await db.dispose()
 

@@ -25,9 +25,10 @@ Description = Annotated[str, Field(max_length=500)]
 
 
 def _one_way(events: list[str]) -> list[str]:
+    events = list(dict.fromkeys(events))  # each once, in the order sent
     if "*" in events and len(events) > 1:
         raise ValueError('"*" stands alone: it already means every event type')
-    return list(dict.fromkeys(events))  # each once, in the order sent
+    return events
 
 
 class WebhookIn(Strict):

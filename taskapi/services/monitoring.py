@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import Metric
 from taskapi.core.db import Database
 from taskapi.core.redis_client import QUEUE_NAME
 from taskapi.models import EmailStatus
-from taskapi.services import webhook_delivery
+from taskapi.services import webhook_backlog
 from taskapi.services.outbox import backlog
 
 log = logging.getLogger("taskapi.metrics")
@@ -39,7 +39,7 @@ async def scrape(db: Database, redis: ArqRedis) -> list[Metric]:
     queued, emails, hooks = await asyncio.gather(
         _attempt("job queue length", redis.zcard(QUEUE_NAME)),
         _attempt("email outbox counts", backlog(db, BACKLOG)),
-        _attempt("webhook delivery counts", webhook_delivery.backlog(db)),
+        _attempt("webhook delivery counts", webhook_backlog.backlog(db)),
     )
     up = GaugeMetricFamily("taskapi_metrics_source_up",
                            "Whether the source of the scrape-time values answered.",

@@ -24,12 +24,14 @@ import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.config import Settings
 from taskapi.core.db import Database
@@ -38,6 +40,9 @@ from taskapi.services.webhook_send import Attempt, send
 
 log = logging.getLogger("taskapi.webhooks")
 FANOUT_PAGE = 500  # events read per fan-out transaction
+# Rows per INSERT: 8 parameters each, well under asyncpg's 32767 per statement (a page for
+# nine endpoints would exceed it, and a fan-out failing every sweep stops all webhooks).
+INSERT_ROWS = 2000
 MAX_RETRY_AFTER = 24 * 3600.0
 JITTER = 0.1
 Delivery = WebhookDelivery
@@ -52,6 +57,33 @@ def _body(event: Any) -> str:
 
 def _wants(endpoint: Endpoint, event_type: str) -> bool:
     return "*" in endpoint.events or event_type in endpoint.events
+
+
+def _rows(endpoints: list[Endpoint], events: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"endpoint_id": endpoint.id, "event_id": event.id, "event_type": event.type,
+             "body": _body(event), "status": DeliveryStatus.PENDING, "attempts": 0,
+             "next_attempt_at": utcnow(), "created_at": utcnow()}
+            for endpoint in endpoints for event in events
+            if event.id > endpoint.cursor and _wants(endpoint, event.type)]
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+              else sqlite.insert)
+    for start in range(0, len(rows), INSERT_ROWS):
+        await session.execute(insert(Delivery).values(rows[start:start + INSERT_ROWS])
+                              .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"]))
+
+
+async def catch_up(session: AsyncSession, endpoint: Endpoint) -> None:
+    """Fan-out for one endpoint, in the caller's transaction: run before it is disabled, so
+    that what was logged while it was enabled is sent even if the workers had not got there."""
+    while events := (await session.execute(
+            select(TaskEvent.id, TaskEvent.type, TaskEvent.data, TaskEvent.created_at)
+            .where(TaskEvent.id > endpoint.cursor).order_by(TaskEvent.id)
+            .limit(FANOUT_PAGE))).all():
+        await _insert(session, _rows([endpoint], events))
+        endpoint.cursor = events[-1].id
 
 
 def _behind() -> Any:
@@ -82,19 +114,10 @@ async def fan_out(db: Database, *, checked: bool = False) -> int:
                 .where(TaskEvent.id > low).order_by(TaskEvent.id).limit(FANOUT_PAGE))).all()
             if not events:
                 return recorded
-            rows = [{"endpoint_id": endpoint.id, "event_id": event.id,
-                     "event_type": event.type, "body": _body(event),
-                     "status": DeliveryStatus.PENDING, "attempts": 0,
-                     "next_attempt_at": utcnow(), "created_at": utcnow()}
-                    for endpoint in endpoints for event in events
-                    if event.id > endpoint.cursor and _wants(endpoint, event.type)]
+            rows = _rows(endpoints, events)
             for endpoint in endpoints:
                 endpoint.cursor = max(endpoint.cursor, events[-1].id)
-            if rows:
-                insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-                          else sqlite.insert)
-                await session.execute(insert(Delivery).values(rows).on_conflict_do_nothing(
-                    index_elements=["endpoint_id", "event_id"]))
+            await _insert(session, rows)
             recorded += len(rows)
         if len(events) < FANOUT_PAGE:
             return recorded
@@ -148,6 +171,15 @@ def _signing_secrets(endpoint: Endpoint, now: datetime) -> list[str]:
     return [endpoint.secret, *([old] if old and until is not None and until > now else [])]
 
 
+def _retry(settings: Settings, delivery: Delivery, attempt: Attempt,
+           now: datetime) -> tuple[str, dict[str, Any]]:
+    delay = retry_delay(settings, delivery.attempts, attempt)
+    if delay is None:
+        return "failed", {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
+    return "retry", {"status": DeliveryStatus.PENDING,
+                     "next_attempt_at": now + timedelta(seconds=delay)}
+
+
 async def _record(db: Database, settings: Settings, delivery: Delivery, endpoint: Endpoint,
                   token: str, attempt: Attempt) -> str:
     """Write one attempt's outcome; returns it: delivered, retry, failed or disabled."""
@@ -162,19 +194,20 @@ async def _record(db: Database, settings: Settings, delivery: Delivery, endpoint
         outcome = "disabled"
         values |= {"status": DeliveryStatus.FAILED, "next_attempt_at": None}
     else:
-        delay = retry_delay(settings, delivery.attempts, attempt)
-        outcome = "failed" if delay is None else "retry"
-        values |= ({"status": DeliveryStatus.FAILED, "next_attempt_at": None} if delay is None
-                   else {"status": DeliveryStatus.PENDING,
-                         "next_attempt_at": now + timedelta(seconds=delay)})
+        outcome, more = _retry(settings, delivery, attempt, now)
+        values |= more
     async with db.transaction(write=True) as session:
+        if outcome == "disabled":  # only the URL that answered: a new one is the admin's fix
+            gone = await session.execute(
+                update(Endpoint).where(Endpoint.id == endpoint.id, Endpoint.url == endpoint.url)
+                .values(enabled=False, updated_at=now, disabled_reason="the receiver answered "
+                        f"410 Gone at {now:%Y-%m-%d %H:%M:%SZ}"))
+            if not gone.rowcount:  # type: ignore[attr-defined]
+                outcome, more = _retry(settings, delivery, attempt, now)
+                values |= more
         await session.execute(
             update(Delivery).where(Delivery.id == delivery.id, Delivery.claim_token == token)
             .values(**values).execution_options(synchronize_session=False))
-        if outcome == "disabled":
-            await session.execute(update(Endpoint).where(Endpoint.id == endpoint.id).values(
-                enabled=False, updated_at=now,
-                disabled_reason=f"the receiver answered 410 Gone at {now:%Y-%m-%d %H:%M:%SZ}"))
     if outcome != "delivered":
         log.warning("webhook %s event %s (attempt %d): %s%s", endpoint.id, delivery.event_id,
                     delivery.attempts, attempt.error,
@@ -212,16 +245,25 @@ async def _deliver_one(db: Database, settings: Settings, client: httpx.AsyncClie
 async def deliver_due(db: Database, settings: Settings,
                       client: httpx.AsyncClient) -> Counter[str]:
     """Send every due delivery, WEBHOOK_CONCURRENCY at a time: a slot that frees claims the
-    next one, so no claim waits behind others long enough to outlive its lease."""
+    next one, so no claim waits behind others long enough to outlive its lease. A claim that
+    fails (the database away) stops claiming; what is in flight finishes, then it is raised."""
     outcome: Counter[str] = Counter()
     in_flight: set[asyncio.Task[str]] = set()
+    failed: Exception | None = None
     try:
         while True:
             free = settings.webhook_concurrency - len(in_flight)
-            claimed = await _claim(db, settings, free, utcnow()) if free else []
+            claimed: list[tuple[Delivery, Endpoint]] = []
+            try:
+                if free and failed is None:
+                    claimed = await _claim(db, settings, free, utcnow())
+            except Exception as error:
+                failed = error
             in_flight.update(asyncio.create_task(_deliver_one(db, settings, client, *pair))
                              for pair in claimed)
             if not in_flight:
+                if failed is not None:
+                    raise failed
                 return outcome
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -242,26 +284,3 @@ async def sweep(db: Database, settings: Settings, client: httpx.AsyncClient) -> 
     if recorded:
         outcome["recorded"] = recorded
     return outcome
-
-
-async def backlog(db: Database) -> dict[str, int]:
-    """Deliveries per status, leaving out `delivered` (it only grows)."""
-    statuses = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.FAILED)
-    async with db.session(write=False) as session:
-        rows = await session.execute(select(Delivery.status, func.count(Delivery.id))
-                                     .where(Delivery.status.in_(statuses))
-                                     .group_by(Delivery.status))
-        counts = {DeliveryStatus(status).value: int(count) for status, count in rows}
-    return {status.value: counts.get(status.value, 0) for status in statuses}
-
-
-async def failures(db: Database, limit: int = 10) -> list[tuple[int, int, str, int, str]]:
-    """The latest deliveries given up: (webhook id, event id, type, attempts, last error)."""
-    async with db.session(write=False) as session:
-        rows = await session.execute(
-            select(Delivery.endpoint_id, Delivery.event_id, Delivery.event_type,
-                   Delivery.attempts, Delivery.last_error)
-            .where(Delivery.status == DeliveryStatus.FAILED)
-            .order_by(Delivery.id.desc()).limit(limit))
-        return [(hook, event, type_, attempts, error or "")
-                for hook, event, type_, attempts, error in rows]

@@ -43,10 +43,13 @@ class Attempt:
 
 
 def new_client(settings: Settings) -> httpx.AsyncClient:
+    """No keep-alive: the pool is keyed by the address connected to, not by the name in SNI,
+    so a connection verified for one host name would carry the next request to another name
+    on the same address (shared hosting, a CDN, a spoofed DNS answer) unverified."""
     return httpx.AsyncClient(
         follow_redirects=False, trust_env=False, timeout=settings.webhook_timeout,
         limits=httpx.Limits(max_connections=settings.webhook_concurrency,
-                            max_keepalive_connections=settings.webhook_concurrency))
+                            max_keepalive_connections=0))
 
 
 def retry_after(value: str | None) -> float | None:
@@ -55,7 +58,7 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit also takes "²", float() does not
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

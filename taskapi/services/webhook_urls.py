@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT = 5.0
+# Whitespace and control characters: urlsplit drops some (tab, CR, LF) and httpx encodes the
+# rest, so the URL requested would not be the one checked and shown.
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
+# IPv6 forms whose last 32 bits are an IPv4 address a translator reaches (NAT64, RFC 6052;
+# IPv4-compatible; IPv4-translated, SIIT): that address is what must be public.
+_EMBEDDING = tuple(ipaddress.IPv6Network(net) for net in ("64:ff9b::/96", "::/96",
+                                                          "::ffff:0:0:0/96"))
+# Never public, though Python's is_global says otherwise: local-use NAT64 (RFC 8215) and the
+# deprecated site-local range (RFC 3879), still routed inside some networks.
+_INNER_V6 = tuple(ipaddress.IPv6Network(net) for net in ("64:ff9b:1::/48", "fec0::/10"))
 
 
 class Refused(ValueError):
@@ -42,7 +53,23 @@ class Target:
         return f"{self.scheme}://{host}:{self.port}{self.path}"
 
 
+def _host(hostname: str) -> str:
+    """An IP literal as is; a name in its ASCII (IDNA) form, as DNS, Host and SNI take it."""
+    try:
+        ipaddress.ip_address(hostname)
+        return hostname
+    except ValueError:
+        pass
+    try:
+        return hostname.encode("idna").decode("ascii")
+    except UnicodeError as error:
+        raise Refused(f"{hostname!r} is not a valid host name ({error})") from None
+
+
 def parse(url: str) -> Target:
+    if _UNSENDABLE.search(url):
+        raise Refused("the URL contains whitespace or control characters: percent-encode "
+                      "them")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -55,17 +82,32 @@ def parse(url: str) -> Target:
     if parts.username is not None or parts.password is not None:
         raise Refused("credentials in the URL are not supported: receivers verify the "
                       "signature instead")
-    if parts.fragment:
+    if parts.fragment or "#" in url:
         raise Refused("a URL fragment is never sent: remove it")
+    if port == 0:
+        raise Refused("port 0 cannot receive webhooks")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(parts.scheme, parts.hostname.lower(),
-                  port or (443 if parts.scheme == "https" else 80), path)
+    return Target(parts.scheme, _host(parts.hostname.lower()),
+                  port if port is not None else (443 if parts.scheme == "https" else 80), path)
+
+
+def _embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:  # 6to4 (2002::/16): relayed to that IPv4 address
+        return address.sixtofour
+    if any(address in net for net in _EMBEDDING):
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
 
 
 def _not_public(address: IP) -> bool:
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    if mapped is not None:
-        return _not_public(mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in net for net in _INNER_V6):
+            return True
+        inner = _embedded(address)
+        if inner is not None:
+            return _not_public(inner)
     return not address.is_global or address.is_multicast
 
 
@@ -95,10 +137,10 @@ async def destination(url: str, allow_private: bool) -> tuple[Target, IP]:
     target = parse(url)
     addresses = await resolve(target)
     if not allow_private:
-        inner = [str(address) for address in addresses if _not_public(address)]
-        if inner:
-            named = (f"{target.host} is" if [target.host] == inner
-                     else f"{target.host!r} resolves to {', '.join(inner)},")
+        if any(_not_public(address) for address in addresses):
+            # A name's addresses are not told: that would map the service's own network.
+            named = (f"{target.host} is" if [target.host] == [str(a) for a in addresses]
+                     else f"{target.host!r} resolves to")
             raise Refused(f"{named} a loopback, private or otherwise non-public address "
                           "(WEBHOOK_ALLOW_PRIVATE lifts this for trusted setups)")
     return target, addresses[0]

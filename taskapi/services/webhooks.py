@@ -34,6 +34,7 @@ from taskapi.schemas.webhooks import (
     WebhookSecret,
     WebhookUpdate,
 )
+from taskapi.services import webhook_delivery
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import require
 from taskapi.services.webhook_urls import Refused, destination
@@ -58,9 +59,11 @@ async def _head(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.max(TaskEvent.id))) or 0)
 
 
-async def _endpoint(session: AsyncSession, actor: Actor, webhook_id: int) -> WebhookEndpoint:
+async def _endpoint(session: AsyncSession, actor: Actor, webhook_id: int, *,
+                    lock: bool = False) -> WebhookEndpoint:
+    """`lock`: FOR UPDATE on PostgreSQL (SQLite's write transactions are serial already)."""
     require(actor, Role.ADMIN)
-    endpoint = await session.get(WebhookEndpoint, webhook_id)
+    endpoint = await session.get(WebhookEndpoint, webhook_id, with_for_update=lock or None)
     if endpoint is None:
         raise not_found("webhook")
     return endpoint
@@ -92,8 +95,13 @@ async def get(session: AsyncSession, actor: Actor, webhook_id: int) -> WebhookOu
 
 async def change(session: AsyncSession, settings: Settings, actor: Actor, webhook_id: int,
                  data: WebhookUpdate) -> WebhookOut:
-    endpoint = await _endpoint(session, actor, webhook_id)
+    endpoint = await _endpoint(session, actor, webhook_id, lock=True)
     fields = data.model_dump(exclude_unset=True)
+    if endpoint.enabled and (fields.get("enabled") is False
+                             or fields.get("events", endpoint.events) != endpoint.events):
+        # What was logged before this change is recorded as subscribed until now (the
+        # workers may lag behind): a disable or a new filter applies from now on only.
+        await webhook_delivery.catch_up(session, endpoint)
     if "url" in fields and fields["url"] != endpoint.url:
         endpoint.url = await _checked_url(settings, fields["url"])
     if "events" in fields:
@@ -119,8 +127,10 @@ async def delete(session: AsyncSession, actor: Actor, webhook_id: int) -> None:
 
 async def rotate(session: AsyncSession, actor: Actor, webhook_id: int) -> WebhookSecret:
     """A new secret; the current one keeps signing too for ROTATION_OVERLAP. A second
-    rotation within that time drops the oldest: two secrets sign at most."""
-    endpoint = await _endpoint(session, actor, webhook_id)
+    rotation within that time drops the oldest: two secrets sign at most. The row is locked,
+    so two rotations at once chain (each answer's secret signs) rather than both replacing
+    the same one."""
+    endpoint = await _endpoint(session, actor, webhook_id, lock=True)
     now = utcnow()
     endpoint.previous_secret, endpoint.secret = endpoint.secret, new_secret()
     endpoint.previous_secret_until = now + ROTATION_OVERLAP
