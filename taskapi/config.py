@@ -254,6 +254,9 @@ class Settings(BaseSettings):
     def check(self) -> None:
         """Fail fast on what can only be checked as a whole (called at startup)."""
         self.signing_key()
+        if self.webhook_claim_timeout <= self.webhook_timeout:  # a send outliving its claim
+            raise ConfigError("TASKAPI_WEBHOOK_CLAIM_TIMEOUT must be longer than "
+                              "TASKAPI_WEBHOOK_TIMEOUT (another worker would send it again)")
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

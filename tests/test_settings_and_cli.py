@@ -69,6 +69,12 @@ def test_bad_setting_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         load_settings(_env_file=None, data_dir=tmp_path)
 
 
+def test_a_webhook_claim_shorter_than_its_send_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TASKAPI_WEBHOOK_CLAIM_TIMEOUT"):
+        load_settings(_env_file=None, data_dir=tmp_path, webhook_timeout=30,
+                      webhook_claim_timeout=30)
+
+
 def test_development_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = Settings(_env_file=None, env="development", data_dir=tmp_path).signing_key()
     second = Settings(_env_file=None, env="development", data_dir=tmp_path).signing_key()
