@@ -189,6 +189,7 @@ async def main(args: argparse.Namespace) -> int:
                "TASKAPI_RATE_LIMIT_LOGIN": "1000/minute",
                # One staff user holds every stream: lift the per-user cap (default 20).
                "TASKAPI_MAX_STREAMS_PER_USER": str(args.streams)}
+        env.update(pair.split("=", 1) for pair in args.set)  # an A/B of one setting
         for cmd in (["db", "upgrade"], ["create-admin", "--email", "bench@example.com",
                                         "--username", "bench", "--password", PASSWORD]):
             await asyncio.to_thread(subprocess.run, [tapi, *cmd], env=env, cwd=tmp,
@@ -217,6 +218,7 @@ async def main(args: argparse.Namespace) -> int:
                "rss_kib_per_stream": "<= 25", "fanout_p99_s": "<= 1.0",
                "idle_subscriber_p99_ms": "<= 50", "rps_ratio": ">= 0.80"}
     report = {"command": " ".join(sys.argv), "streams": args.streams, "hold": args.hold,
+              "settings": args.set,
               "loadavg_at_start": [round(x, 2) for x in load],
               "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
               "app": app_version(), "runs": runs, "medians": medians, "targets": targets}
@@ -235,5 +237,7 @@ if __name__ == "__main__":
     parser.add_argument("--rps-seconds", type=float, default=10)
     parser.add_argument("--port", type=int, default=5590)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    parser.add_argument("--set", action="append", default=[], metavar="TASKAPI_NAME=VALUE",
+                        help="a server setting for this run (repeatable), for an A/B")
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(main(parser.parse_args())))
