@@ -13,7 +13,6 @@ from sqlalchemy import (
     Integer,
     bindparam,
     case,
-    func,
     or_,
     select,
     tuple_,
@@ -27,6 +26,7 @@ from taskapi.schemas.common import CursorInstant, Id
 from taskapi.schemas.tasks import TaskListQuery, TaskOut
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
+from taskapi.services.counts import task_total
 from taskapi.services.tasks.statements import OUT
 
 _STATUS_RANK = case(
@@ -86,12 +86,11 @@ _FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
 
 @functools.lru_cache(maxsize=256)
 def _list_statements(filters: frozenset[str], sort: str,
-                     after: bool) -> tuple[Executable, Executable]:
-    """(count, page) for one shape of list query, built once: a query's values are only
+                     after: bool) -> Executable:
+    """The page statement of one shape of list query, built once: a query's values are only
     bound. Building and coercing the statement cost more CPU than running it (2^5 filter
     sets x 5 sorts x cursor or not: a few hundred shapes at most)."""
     conditions = [_FILTERS[name]() for name in sorted(filters)]
-    count = select(func.count(Task.id)).where(*conditions)
     exprs, descending = _sort(sort)
     if after:
         key = bindparam("p_key", type_=Integer() if sort == "status" else UTCDateTime())
@@ -100,15 +99,15 @@ def _list_statements(filters: frozenset[str], sort: str,
     order = [e.desc() if descending else e.asc() for e in (*exprs, Task.id)]
     page = (select(*OUT).where(*conditions).order_by(*order)
             .limit(bindparam("p_limit", type_=Integer())))
-    return count, page
+    return page
 
 
 def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
                *, mine: bool) -> Page[TaskOut]:
     """`mine`: the caller's tasks (any role); otherwise all tasks (admins, managers).
 
-    Synchronous: one unit of work for Database.run (on SQLite the count and the page read one
-    snapshot; on PostgreSQL each autocommits, so a write between them may make the total
+    Synchronous: one unit of work for Database.run (on SQLite the page and the counters read
+    one snapshot; on PostgreSQL each autocommits, so a write between them may make the total
     differ from the pages by that write).
     """
     if not mine:
@@ -126,15 +125,29 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
         params["p_due_after"] = query.due_after
     if query.q:
         params["p_q"] = f"%{_escape_like(query.q)}%"
-    count, page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
-    total = conn.scalar(count, params) or 0
+    page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
     if query.cursor:
         params.update(_cursor_params(query.sort, query.cursor))
     rows = conn.execute(page, {**params, "p_limit": query.limit + 1}).all()
     more = len(rows) > query.limit
     items = TASK_LIST.validate_python([row._asdict() for row in rows[: query.limit]])
     next_cursor = encode_cursor(_cursor_values(items[-1], query.sort)) if more else None
-    return Page(items, next_cursor, total)
+    return Page(items, next_cursor, _total(conn, params, query, len(items), more))
+
+
+# The filters a counter answers (decision 045): the rest (due dates, q) count nothing.
+_COUNTED = frozenset({"p_user", "p_status"})
+
+
+def _total(conn: Connection, params: dict[str, Any], query: TaskListQuery, shown: int,
+           more: bool) -> int | None:
+    """X-Total-Count: from the counters when they serve the filters; otherwise only when
+    the first page is the whole list (its length), else None (no header): counting a
+    search or a deadline range would scan what the page did not need to."""
+    if _COUNTED.issuperset(params.keys() - {"p_key", "p_last"}):
+        status = params.get("p_status")
+        return task_total(conn, params.get("p_user"), status.value if status else None)
+    return shown if not query.cursor and not more else None
 
 
 TASK_LIST = TypeAdapter(list[TaskOut])
