@@ -6,9 +6,10 @@
   outbox and idempotency rows);
 - flip: UPDATE one of the same assignee's tasks pending -> completed or back (half the
   clients each way: two rows locked in opposite directions), then the same pg_sleep.
-Each runs under three triggers: none, a plain AFTER row trigger (a counter row stays locked
-to the end of its transaction), and migration 0012's deferred constraint trigger (locked only
-while committing). Prints transactions per second and deadlocks for each (decision 045).
+Each runs under four triggers: none; one counter row per key, bumped by a plain AFTER row
+trigger (the row stays locked to the end of its transaction) or by a deferred constraint
+trigger (locked only while committing); and migration 0012's: deferred, each connection on
+its own slot's rows. Prints transactions per second and deadlocks for each (decision 045).
 
     .venv/bin/python bench/counter_contention.py --url postgresql://postgres@127.0.0.1/scratch \
         --reset [--connections 16] [--transactions 100] [--work-ms 2]
@@ -28,17 +29,24 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from taskapi.models.counts import POSTGRESQL_TRIGGERS, SLOTS
 from taskapi.ops.migrate import upgrade
 
+# A row trigger on tasks that runs FUNCTION; what follows it: (DEFERRABLE …) FOR EACH ROW.
+_TRIGGER = ("CREATE {kind} TRIGGER task_counts_track AFTER INSERT OR DELETE OR UPDATE OF "
+            "status, assigned_user_id ON tasks {deferred} FOR EACH ROW "
+            "EXECUTE FUNCTION {function}()")
+_DEFERRED = {"kind": "CONSTRAINT", "deferred": "DEFERRABLE INITIALLY DEFERRED"}
+_IMMEDIATE = {"kind": "", "deferred": ""}
 TRIGGERS = {
     "none": [],
-    "immediate": ["CREATE TRIGGER task_counts_track AFTER INSERT OR DELETE OR UPDATE OF "
-                  "status, assigned_user_id ON tasks FOR EACH ROW "
-                  "EXECUTE FUNCTION task_counts_track()"],
-    "deferred (0012)": ["CREATE CONSTRAINT TRIGGER task_counts_track AFTER INSERT OR DELETE "
-                        "OR UPDATE OF status, assigned_user_id ON tasks DEFERRABLE INITIALLY "
-                        "DEFERRED FOR EACH ROW EXECUTE FUNCTION task_counts_track()"],
+    "one row, immediate": [_TRIGGER.format(function="task_counts_one", **_IMMEDIATE)],
+    "one row, deferred": [_TRIGGER.format(function="task_counts_one", **_DEFERRED)],
+    "slots, deferred (0012)": [_TRIGGER.format(function="task_counts_track", **_DEFERRED)],
 }
+# Migration 0012's function with every connection on slot 0: one row per key.
+ONE_ROW = POSTGRESQL_TRIGGERS[0].replace(f"pg_backend_pid() % {SLOTS}", "0").replace(
+    "FUNCTION task_counts_track()", "FUNCTION task_counts_one()")
 INSERT = ("INSERT INTO tasks (title, description, status, assign_seq, version) "
           "VALUES ('t', '', 'pending', 0, 1)")
 FLIP = "UPDATE tasks SET status = $2 WHERE id = $1"
@@ -68,6 +76,7 @@ async def _client(url: str, scenario: str, index: int, args: argparse.Namespace,
 async def _run(url: str, scenario: str, trigger: str, args: argparse.Namespace) -> str:
     conn = await asyncpg.connect(url)
     await conn.execute("DROP TRIGGER IF EXISTS task_counts_track ON tasks")
+    await conn.execute(ONE_ROW)
     await conn.execute("TRUNCATE tasks, task_counts RESTART IDENTITY CASCADE")
     await conn.execute("INSERT INTO users (username, email, password_hash, role, is_approved, "
                        "email_confirmed, version) VALUES ('u', 'u@x', 'x', 'employee', true, "
@@ -87,7 +96,7 @@ async def _run(url: str, scenario: str, trigger: str, args: argparse.Namespace) 
         for i in range(args.connections)))
     elapsed = time.perf_counter() - started
     done = args.connections * args.transactions - sum(deadlocks)
-    return (f"{scenario:<7} {trigger:<16} {done / elapsed:8.0f} tx/s  "
+    return (f"{scenario:<7} {trigger:<23} {done / elapsed:8.0f} tx/s  "
             f"deadlocks {sum(deadlocks)}")
 
 

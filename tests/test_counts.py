@@ -26,9 +26,12 @@ async def _real(db: Any) -> dict[str, Any]:
         def rows(sql: str) -> dict[tuple[Any, ...], int]:
             return {tuple(r[:-1]): int(r[-1]) for r in conn.execute(text(sql)) if r[-1]}
         return {
-            "task_counts": rows("SELECT assignee_id, status, n FROM task_counts"),
+            # A key's count is the sum of its rows (one per slot); assignee -1: all tasks.
+            "task_counts": rows("SELECT assignee_id, status, sum(n) FROM task_counts "
+                                "GROUP BY assignee_id, status"),
             "tasks": rows("SELECT coalesce(assigned_user_id, 0), status, count(*) FROM tasks "
-                          "GROUP BY coalesce(assigned_user_id, 0), status"),
+                          "GROUP BY coalesce(assigned_user_id, 0), status UNION ALL "
+                          "SELECT -1, status, count(*) FROM tasks GROUP BY status"),
             "user_counts": rows("SELECT is_approved, n FROM user_counts"),
             "users": rows("SELECT is_approved, count(*) FROM users GROUP BY is_approved"),
             "overdue": conn.scalar(select(func.count()).select_from(Task).where(
@@ -46,7 +49,8 @@ async def _check(client: Any, db: Any, admin: Any, employees: dict[int, Any]) ->
     assert real["user_counts"] == real["users"]
     tasks: Counter[tuple[int, str]] = Counter()
     for (assignee, status), n in real["tasks"].items():
-        tasks[(int(assignee), status)] = n
+        if assignee != -1:
+            tasks[(int(assignee), status)] = n
     stats = await (await client.get("/stats", headers=admin.headers)).get_json()
     by_status = {s: sum(n for (_, st), n in tasks.items() if st == s) for s in STATUSES}
     assert stats == {
@@ -168,10 +172,11 @@ async def test_recount_repairs_corrupted_counters(client, db, make_user, tmp_pat
         assert response.status_code == 201
     before = await _real(db)
     assert before["task_counts"] == before["tasks"] == {
-        (employee.id, "pending"): 2, (0, "pending"): 1}
+        (employee.id, "pending"): 2, (0, "pending"): 1, (-1, "pending"): 3}
 
     def corrupt(conn: Any) -> None:
-        conn.execute(text("UPDATE task_counts SET n = n + 5 WHERE assignee_id = :u"),
+        conn.execute(text("UPDATE task_counts SET n = n + 5 WHERE assignee_id = :u AND slot = "
+                          "(SELECT min(slot) FROM task_counts WHERE assignee_id = :u)"),
                      {"u": employee.id})
         conn.execute(text("DELETE FROM task_counts WHERE assignee_id = 0"))
         conn.execute(text("INSERT INTO task_counts (assignee_id, status, n) "
@@ -238,5 +243,5 @@ async def test_migration_backfills_counters_from_existing_rows(db, database_url:
     finally:
         await asyncio.to_thread(upgrade, database_url)
     real = await _real(db)
-    assert real["task_counts"] == real["tasks"] and len(real["tasks"]) == 3
+    assert real["task_counts"] == real["tasks"] and len(real["tasks"]) == 5  # 3 + 2 of ALL
     assert real["user_counts"] == real["users"] == {(True,): 1, (False,): 1}

@@ -39,8 +39,9 @@ def upgrade() -> None:
     op.create_table('task_counts',
     sa.Column('assignee_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('slot', sa.Integer(), server_default='0', autoincrement=False, nullable=False),
     sa.Column('n', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('assignee_id', 'status', name=op.f('pk_task_counts'))
+    sa.PrimaryKeyConstraint('assignee_id', 'status', 'slot', name=op.f('pk_task_counts'))
     )
     op.create_table('user_counts',
     sa.Column('is_approved', sa.Boolean(), nullable=False),
@@ -52,7 +53,7 @@ def upgrade() -> None:
         bind.exec_driver_sql(statement)
     tasks, users = TaskCount.__table__, UserCount.__table__
     bind.execute(sa.insert(tasks).from_select(['assignee_id', 'status', 'n'],
-                                              task_counts_from_rows()))
+                                              task_counts_from_rows()))  # slot 0
     bind.execute(sa.insert(users).from_select(['is_approved', 'n'], user_counts_from_rows()))
 
 

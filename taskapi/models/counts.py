@@ -1,8 +1,12 @@
 """Counters kept by triggers in each write's own transaction (decision 045).
 
-task_counts: one row per (assignee, status), assignee 0 for a task assigned to no one.
-user_counts: one row per is_approved. Rows are never deleted by the triggers: a bucket
-that empties stays at 0 (`taskapi db recount` prunes those).
+task_counts: per (assignee, status) the number of tasks, assignee 0 for a task assigned to no
+one and ALL (-1) for every task; a count is the sum of its key's rows over `slot`. On
+PostgreSQL each connection bumps the rows of its own slot (its backend pid mod SLOTS), so
+writers on other connections never wait for one another's counter rows; SQLite has one writer
+at a time and uses slot 0. A slot's row may go negative (a task created on one connection and
+deleted on another): only the sums mean anything. user_counts: one row per is_approved.
+Rows are never deleted by the triggers (`taskapi db recount` prunes those at 0).
 
 The triggers are the same on every path that creates the schema: migration 0012 runs
 TRIGGERS_DDL, and Base.metadata.create_all runs it too (the listener at the bottom).
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, event, func, literal, select
+from sqlalchemy import Boolean, Integer, String, event, func, literal, select, union_all
 from sqlalchemy.orm import Mapped, mapped_column
 
 from taskapi.models.base import Base
@@ -20,6 +24,8 @@ from taskapi.models.task import Task
 from taskapi.models.user import User
 
 NO_ASSIGNEE = 0  # ids start at 1 on both databases
+ALL = -1  # the rows that count every task
+SLOTS = 8
 
 
 class TaskCount(Base):
@@ -27,6 +33,8 @@ class TaskCount(Base):
 
     assignee_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False,
+                                      server_default="0")
     n: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -38,9 +46,12 @@ class UserCount(Base):
 
 
 def task_counts_from_rows() -> Any:
-    """What task_counts should hold: (assignee_id, status, n) counted from the tasks."""
+    """What task_counts should sum to: (assignee_id, status, n) counted from the tasks,
+    per assignee (0: none) and for ALL."""
     assignee = func.coalesce(Task.assigned_user_id, literal(NO_ASSIGNEE))
-    return select(assignee, Task.status, func.count()).group_by(assignee, Task.status)
+    return union_all(
+        select(assignee, Task.status, func.count()).group_by(assignee, Task.status),
+        select(literal(ALL), Task.status, func.count()).group_by(Task.status))
 
 
 def user_counts_from_rows() -> Any:
@@ -49,28 +60,31 @@ def user_counts_from_rows() -> Any:
 
 
 _SQLITE_BUMP = """INSERT INTO {table} ({key}, n) VALUES ({values}, {delta})
-    ON CONFLICT ({key}) DO UPDATE SET n = n + excluded.n;"""
+    ON CONFLICT ({key}{slot}) DO UPDATE SET n = n + excluded.n;"""
 
 
 def _sqlite_bump(table: str, key: str, values: str, delta: int) -> str:
-    return _SQLITE_BUMP.format(table=table, key=key, values=values, delta=delta)
+    slot = ", slot" if table == "task_counts" else ""
+    return _SQLITE_BUMP.format(table=table, key=key, values=values, delta=delta, slot=slot)
 
 
 _T, _TK = "task_counts", "assignee_id, status"
 _OLD_T, _NEW_T = "coalesce(OLD.assigned_user_id, 0), OLD.status", \
     "coalesce(NEW.assigned_user_id, 0), NEW.status"
+_OLD_ALL, _NEW_ALL = f"{ALL}, OLD.status", f"{ALL}, NEW.status"
 
-# SQLite has one writer at a time (BEGIN IMMEDIATE): nothing to contend for.
+# SQLite has one writer at a time (BEGIN IMMEDIATE): nothing to contend for, slot 0.
 SQLITE_TRIGGERS = [
     f"CREATE TRIGGER IF NOT EXISTS task_counts_insert AFTER INSERT ON tasks BEGIN "
-    f"{_sqlite_bump(_T, _TK, _NEW_T, 1)} END",
+    f"{_sqlite_bump(_T, _TK, _NEW_T, 1)} {_sqlite_bump(_T, _TK, _NEW_ALL, 1)} END",
     f"CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN "
-    f"{_sqlite_bump(_T, _TK, _OLD_T, -1)} END",
+    f"{_sqlite_bump(_T, _TK, _OLD_T, -1)} {_sqlite_bump(_T, _TK, _OLD_ALL, -1)} END",
     # Also fired by the foreign key's ON DELETE SET NULL (SQLite runs its actions as updates).
     "CREATE TRIGGER IF NOT EXISTS task_counts_update "
     "AFTER UPDATE OF status, assigned_user_id ON tasks "
     "WHEN OLD.status IS NOT NEW.status OR OLD.assigned_user_id IS NOT NEW.assigned_user_id "
-    f"BEGIN {_sqlite_bump(_T, _TK, _OLD_T, -1)} {_sqlite_bump(_T, _TK, _NEW_T, 1)} END",
+    f"BEGIN {_sqlite_bump(_T, _TK, _OLD_T, -1)} {_sqlite_bump(_T, _TK, _NEW_T, 1)} "
+    f"{_sqlite_bump(_T, _TK, _OLD_ALL, -1)} {_sqlite_bump(_T, _TK, _NEW_ALL, 1)} END",
     "CREATE TRIGGER IF NOT EXISTS user_counts_insert AFTER INSERT ON users BEGIN "
     f"{_sqlite_bump('user_counts', 'is_approved', 'NEW.is_approved', 1)} END",
     "CREATE TRIGGER IF NOT EXISTS user_counts_delete AFTER DELETE ON users BEGIN "
@@ -83,31 +97,24 @@ SQLITE_TRIGGERS = [
 
 # PostgreSQL: constraint triggers, DEFERRABLE INITIALLY DEFERRED, so a counter row is locked
 # only while its transaction commits rather than from the write to the end of the request;
-# and a task's two rows are locked in key order, so two writers moving tasks between the same
-# two buckets in opposite directions wait for each other instead of deadlocking (decision 045).
+# a connection bumps its own slot's rows; and one statement bumps a change's rows in key
+# order (ALL first), so two writers meeting on a slot wait for each other instead of
+# deadlocking (decision 045).
 POSTGRESQL_TRIGGERS = [
-    """CREATE OR REPLACE FUNCTION task_counts_bump(a integer, s varchar, d integer)
-    RETURNS void LANGUAGE sql AS $$
-    INSERT INTO task_counts AS c (assignee_id, status, n) VALUES (a, s, d)
-    ON CONFLICT (assignee_id, status) DO UPDATE SET n = c.n + EXCLUDED.n $$""",
-    """CREATE OR REPLACE FUNCTION task_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"""CREATE OR REPLACE FUNCTION task_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
-      old_a integer := coalesce(OLD.assigned_user_id, 0);
-      new_a integer := coalesce(NEW.assigned_user_id, 0);
+      my_slot integer := pg_backend_pid() % {SLOTS};
     BEGIN
-      IF TG_OP = 'INSERT' THEN
-        PERFORM task_counts_bump(new_a, NEW.status, 1);
-      ELSIF TG_OP = 'DELETE' THEN
-        PERFORM task_counts_bump(old_a, OLD.status, -1);
-      ELSIF (old_a, OLD.status::text) < (new_a, NEW.status::text) THEN
-        PERFORM task_counts_bump(old_a, OLD.status, -1);
-        PERFORM task_counts_bump(new_a, NEW.status, 1);
-      ELSIF (old_a, OLD.status::text) > (new_a, NEW.status::text) THEN
-        PERFORM task_counts_bump(new_a, NEW.status, 1);
-        PERFORM task_counts_bump(old_a, OLD.status, -1);
-      END IF;
+      INSERT INTO task_counts AS c (assignee_id, status, slot, n)
+      SELECT v.a, v.s, my_slot, sum(v.d) FROM (VALUES
+        (coalesce(OLD.assigned_user_id, 0), OLD.status, -1, TG_OP <> 'INSERT'),
+        ({ALL}, OLD.status, -1, TG_OP <> 'INSERT'),
+        (coalesce(NEW.assigned_user_id, 0), NEW.status, 1, TG_OP <> 'DELETE'),
+        ({ALL}, NEW.status, 1, TG_OP <> 'DELETE')) AS v (a, s, d, used)
+      WHERE v.used GROUP BY v.a, v.s HAVING sum(v.d) <> 0 ORDER BY v.a, v.s
+      ON CONFLICT (assignee_id, status, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
       RETURN NULL;
-    END $$""",
+    END $$""",  # noqa: S608 (module constants, no input)
     """CREATE OR REPLACE FUNCTION user_counts_bump(a boolean, d integer)
     RETURNS void LANGUAGE sql AS $$
     INSERT INTO user_counts AS c (is_approved, n) VALUES (a, d)
@@ -142,7 +149,6 @@ DROP_TRIGGERS_DDL = {
     "postgresql": ["DROP TRIGGER IF EXISTS task_counts_track ON tasks",
                    "DROP TRIGGER IF EXISTS user_counts_track ON users",
                    "DROP FUNCTION IF EXISTS task_counts_track()",
-                   "DROP FUNCTION IF EXISTS task_counts_bump(integer, varchar, integer)",
                    "DROP FUNCTION IF EXISTS user_counts_track()",
                    "DROP FUNCTION IF EXISTS user_counts_bump(boolean, integer)"],
 }
