@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from taskapi.core.cache import CacheSpec, Entry, Lookup, cached, tasks_version, users_version
 from taskapi.core.state import AppState
-from taskapi.models import Task, TaskStatus, utcnow
+from taskapi.models import Task, TaskStatus, UTCDateTime, utcnow
 from taskapi.schemas.tasks import Stats
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
@@ -24,9 +24,7 @@ def get_stats(conn: Connection, actor: Actor) -> Stats:
     require(actor, *STAFF)
     total_users, pending = user_totals(conn)
     by_status = tasks_by_status(conn)
-    overdue = conn.scalar(select(func.count()).select_from(Task).where(
-        Task.status.in_([TaskStatus.PENDING, TaskStatus.IN_PROGRESS]),
-        Task.deadline < utcnow())) or 0
+    overdue = conn.scalar(overdue_query(), {"now": utcnow()}) or 0
     return Stats(
         total_users=total_users,
         total_tasks=sum(by_status.values()),
@@ -35,6 +33,13 @@ def get_stats(conn: Connection, actor: Actor) -> Stats:
         overdue_tasks=int(overdue),
         pending_approvals=pending,
     )
+
+
+def overdue_query() -> Select[int]:
+    """Open tasks past their deadline (bound `now`): two ranges of ix_tasks_status_deadline."""
+    return select(func.count()).select_from(Task).where(
+        Task.status.in_([TaskStatus.PENDING, TaskStatus.IN_PROGRESS]),
+        Task.deadline < bindparam("now", type_=UTCDateTime()))
 
 
 # Short: overdue_tasks changes with the clock, not only with writes.

@@ -1,4 +1,4 @@
-"""Task lists: filters, sorts and keyset cursors, one prebuilt statement pair per query shape."""
+"""Task lists: filters, sorts and keyset cursors, one prebuilt page statement per query shape."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Integer,
+    and_,
     bindparam,
-    case,
+    literal_column,
     or_,
     select,
-    tuple_,
 )
 from sqlalchemy.engine import Connection
 
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.models import Task, TaskStatus, UTCDateTime
-from taskapi.models.task import FAR_FUTURE, deadline_nulls_last
+from taskapi.models.task import FAR_FUTURE, STATUS_ORDER, deadline_nulls_last, status_rank
 from taskapi.schemas.common import CursorInstant, Id
 from taskapi.schemas.tasks import TaskListQuery, TaskOut
 from taskapi.services.authstate import Actor
@@ -29,19 +29,17 @@ from taskapi.services.authz import STAFF, require
 from taskapi.services.counts import task_total
 from taskapi.services.tasks.statements import OUT
 
-_STATUS_RANK = case(
-    {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1, TaskStatus.COMPLETED.value: 2},
-    value=Task.status, else_=3,
-)
 
-
-def _sort(sort: str) -> tuple[list[Any], bool]:
-    """(sort expressions before the id tie-breaker, descending?)"""
+def _sort(sort: str, filters: frozenset[str]) -> tuple[Any, bool]:
+    """(the sort key before the id tie-breaker, or None for the id alone; descending?)"""
     if sort in ("created_at", "-created_at"):
-        return [Task.created_at], sort.startswith("-")
+        return Task.created_at, sort.startswith("-")
     if sort in ("deadline", "-deadline"):
-        return [deadline_nulls_last()], sort.startswith("-")
-    return [_STATUS_RANK], False
+        return deadline_nulls_last(), sort.startswith("-")
+    # Within one status every rank is the same: ordered by id, on the (status, id) index
+    # (one person's tasks stay on their rank index, which checks the status row by row).
+    by_id = "p_status" in filters and "p_user" not in filters
+    return (None if by_id else status_rank()), False
 
 
 def _cursor_values(task: TaskOut, sort: str) -> list[Any]:
@@ -53,7 +51,7 @@ def _cursor_values(task: TaskOut, sort: str) -> list[Any]:
 
 
 def _rank(status: TaskStatus) -> int:
-    return [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED].index(status)
+    return STATUS_ORDER.index(status)
 
 
 # What each sort's cursors hold: (sort key, id), as _cursor_values hands them out.
@@ -91,12 +89,26 @@ def _list_statements(filters: frozenset[str], sort: str,
     bound. Building and coercing the statement cost more CPU than running it (2^5 filter
     sets x 5 sorts x cursor or not: a few hundred shapes at most)."""
     conditions = [_FILTERS[name]() for name in sorted(filters)]
-    exprs, descending = _sort(sort)
+    if {"p_user", "p_status"} <= filters:
+        # One person's tasks are few: walk their sort's index and check the status on each,
+        # rather than the status's index over everyone's (the planner, without statistics,
+        # may take either): the status written so that no index serves it (decision 046).
+        conditions[sorted(filters).index("p_status")] = (
+            (Task.status + literal_column("''")) == bindparam("p_status"))
+    expr, descending = _sort(sort, filters)
     if after:
+        # (key, id) after the cursor's, spelled so that the key's range is an index bound
+        # on both databases (SQLite does not bound an expression index by a row value).
         key = bindparam("p_key", type_=Integer() if sort == "status" else UTCDateTime())
-        row, bound = tuple_(*exprs, Task.id), tuple_(key, bindparam("p_last", type_=Integer()))
-        conditions.append(row < bound if descending else row > bound)
-    order = [e.desc() if descending else e.asc() for e in (*exprs, Task.id)]
+        last = bindparam("p_last", type_=Integer())
+        if expr is None:  # status sort within one status: the id alone moves on
+            conditions.append(Task.id > last)
+        elif descending:
+            conditions.append(and_(expr <= key, or_(expr < key, Task.id < last)))
+        else:
+            conditions.append(and_(expr >= key, or_(expr > key, Task.id > last)))
+    keys = (Task.id,) if expr is None else (expr, Task.id)
+    order = [e.desc() if descending else e.asc() for e in keys]
     page = (select(*OUT).where(*conditions).order_by(*order)
             .limit(bindparam("p_limit", type_=Integer())))
     return page
