@@ -343,7 +343,7 @@ async def test_events_written_while_redis_is_down_are_delivered(app_with, make_u
 
 
 async def test_a_dead_workers_claim_is_sent_by_another_after_the_lease(app_with, make_user, receiver, db) -> None:  # type: ignore[no-untyped-def]
-    async with app_with(**PRIVATE, webhook_claim_timeout=0.5) as app:
+    async with app_with(**PRIVATE, webhook_claim_timeout=0.5, webhook_timeout=0.4) as app:
         client, admin = app.test_client(), await make_user("admin")
         await _hook(client, admin, receiver.url("/ok"))
         await _task(client, admin)

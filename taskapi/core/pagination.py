@@ -18,7 +18,7 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
-    total: int
+    total: int | None  # None: not counted (no X-Total-Count)
 
 
 def encode_cursor(values: list[Any]) -> str:

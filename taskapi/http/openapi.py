@@ -105,6 +105,12 @@ _LIST_HEADERS = {
                              {"type": "string", "pattern": "^[0-9]+$"}, True),
     "Link": _header('`<…>; rel="next"` while more rows remain.', _STRING),
 }
+# Task lists filtered by due_before, due_after or q count their rows only when the first page
+# is all of them: no counter serves those filters (decision 045).
+_SOMETIMES_COUNTED = {"list_tasks", "my_tasks"}
+_SOMETIMES_TOTAL = {"X-Total-Count": _header(
+    "Rows matching the filters; absent when due_before, due_after or q filter the list and "
+    "it has more than one page.", {"type": "string", "pattern": "^[0-9]+$"})}
 _ETAG = {"ETag": _header("Send it back in If-None-Match to get a 304.", _STRING)}
 _WRITE_ETAG = {"ETag": _header("The new version's ETag (what a GET answers next): send it in "
                                "If-Match to chain edits.", _STRING)}
@@ -234,6 +240,8 @@ class Provider(OpenAPIProvider):
             body = response.get("content", {}).get("application/json", {}).get("schema", {})
             if status == 200 and body.get("type") == "array":
                 response["headers"] = dict(_LIST_HEADERS)
+                if func.__name__ in _SOMETIMES_COUNTED:
+                    response["headers"].update(_SOMETIMES_TOTAL)
         if method == "GET" and 200 in responses and not extra:  # a stream has no ETag
             responses[200].setdefault("headers", {}).update(_ETAG)
             responses[304] = {"description": "Not modified (If-None-Match matched the ETag).",

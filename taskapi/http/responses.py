@@ -30,8 +30,8 @@ def next_link(cursor: str) -> str:
 
 
 def page_headers(page: Page[Any]) -> dict[str, str]:
-    """`X-Total-Count`, and a `Link: <…>; rel="next"` while more rows remain."""
-    headers = {"X-Total-Count": str(page.total)}
+    """`X-Total-Count` (when counted), and a `Link: <…>; rel="next"` while more rows remain."""
+    headers = {} if page.total is None else {"X-Total-Count": str(page.total)}
     if page.next_cursor:
         headers["Link"] = next_link(page.next_cursor)
     return headers

@@ -3,6 +3,7 @@
 from taskapi.models.account_tokens import PasswordReset, PersonalToken
 from taskapi.models.base import Base, UTCDateTime, utcnow
 from taskapi.models.comment import TaskComment
+from taskapi.models.counts import NO_ASSIGNEE, TaskCount, UserCount
 from taskapi.models.email_confirmation import EmailConfirmation
 from taskapi.models.event import TaskEvent
 from taskapi.models.idempotency import IdempotencyKey
@@ -14,6 +15,7 @@ from taskapi.models.user import ReportSchedule, Role, User
 from taskapi.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
+    "NO_ASSIGNEE",
     "AuthSession",
     "Base",
     "DeliveryStatus",
@@ -30,10 +32,12 @@ __all__ = [
     "Role",
     "Task",
     "TaskComment",
+    "TaskCount",
     "TaskEvent",
     "TaskStatus",
     "UTCDateTime",
     "User",
+    "UserCount",
     "WebhookDelivery",
     "WebhookEndpoint",
     "utcnow",

@@ -1,4 +1,4 @@
-"""The `taskapi` command: serve, worker, db upgrade|backup, create-admin, jobs."""
+"""The `taskapi` command: serve, worker, db upgrade|backup|recount, create-admin, jobs."""
 
 from __future__ import annotations
 
@@ -142,6 +142,30 @@ def db_backup(path: Path) -> None:
         sys.exit(2)
     click.echo(f"backup of {done.source} written to {done.path}: {done.pages} pages, "
                f"{done.size} bytes, in {done.seconds:.2f}s")
+
+
+@db.command("recount")
+def db_recount() -> None:
+    """Recount task_counts and user_counts from the rows, in one transaction (decision 045).
+
+    Prints each counter it corrected; writes wait while it counts (reads go on).
+    """
+    from taskapi.core.db import Database
+    from taskapi.services.counts import recount
+
+    settings = _settings()
+
+    async def _run() -> list[Any]:
+        database = Database.from_url(settings.sqlalchemy_url)
+        try:
+            return await database.run(recount, write=True)
+        finally:
+            await database.dispose()
+
+    fixes = asyncio.run(_run())
+    for fix in fixes:
+        click.echo(f"corrected {fix}")
+    click.echo(f"counters recounted: {len(fixes)} corrected")
 
 
 @main.command("create-admin")

@@ -2,41 +2,44 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from taskapi.core.cache import CacheSpec, Entry, Lookup, cached, tasks_version, users_version
 from taskapi.core.state import AppState
-from taskapi.models import Task, TaskStatus, User, utcnow
+from taskapi.models import Task, TaskStatus, UTCDateTime, utcnow
 from taskapi.schemas.tasks import Stats
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
+from taskapi.services.counts import tasks_by_status, user_totals
 
 
 def get_stats(conn: Connection, actor: Actor) -> Stats:
     """Synchronous: one unit of work for Database.run (one snapshot on SQLite; on PostgreSQL
-    each count autocommits, so the counts may straddle a concurrent write)."""
+    each read autocommits, so the numbers may straddle a concurrent write).
+
+    The totals are the counters (decision 045); overdue is counted in the (status, deadline)
+    index, two range scans of the open tasks past their deadline: it grows with the overdue
+    tasks, not with the table."""
     require(actor, *STAFF)
-    now = utcnow()
-    users_row = (conn.execute(select(
-        func.count(User.id),
-        func.count(User.id).filter(User.is_approved.is_(False)),
-    ))).one()
-    by_status = {status.value: 0 for status in TaskStatus}
-    for status, count in conn.execute(
-        select(Task.status, func.count(Task.id)).group_by(Task.status)
-    ):
-        by_status[TaskStatus(status).value] = int(count)
-    overdue = conn.scalar(select(func.count(Task.id)).where(
-        Task.status != TaskStatus.COMPLETED, Task.deadline < now)) or 0
+    total_users, pending = user_totals(conn)
+    by_status = tasks_by_status(conn)
+    overdue = conn.scalar(overdue_query(), {"now": utcnow()}) or 0
     return Stats(
-        total_users=int(users_row[0]),
+        total_users=total_users,
         total_tasks=sum(by_status.values()),
         completed_tasks=by_status[TaskStatus.COMPLETED.value],
         tasks_by_status=by_status,  # type: ignore[arg-type]
         overdue_tasks=int(overdue),
-        pending_approvals=int(users_row[1]),
+        pending_approvals=pending,
     )
+
+
+def overdue_query() -> Select[int]:
+    """Open tasks past their deadline (bound `now`): two ranges of ix_tasks_status_deadline."""
+    return select(func.count()).select_from(Task).where(
+        Task.status.in_([TaskStatus.PENDING, TaskStatus.IN_PROGRESS]),
+        Task.deadline < bindparam("now", type_=UTCDateTime()))
 
 
 # Short: overdue_tasks changes with the clock, not only with writes.

@@ -1,4 +1,4 @@
-"""Task lists: filters, sorts and keyset cursors, one prebuilt statement pair per query shape."""
+"""Task lists: filters, sorts and keyset cursors, one prebuilt page statement per query shape."""
 
 from __future__ import annotations
 
@@ -11,37 +11,35 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Integer,
+    and_,
     bindparam,
-    case,
-    func,
+    literal_column,
     or_,
     select,
-    tuple_,
 )
 from sqlalchemy.engine import Connection
 
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.models import Task, TaskStatus, UTCDateTime
-from taskapi.models.task import FAR_FUTURE, deadline_nulls_last
+from taskapi.models.task import FAR_FUTURE, STATUS_ORDER, deadline_nulls_last, status_rank
 from taskapi.schemas.common import CursorInstant, Id
 from taskapi.schemas.tasks import TaskListQuery, TaskOut
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
+from taskapi.services.counts import task_total
 from taskapi.services.tasks.statements import OUT
 
-_STATUS_RANK = case(
-    {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1, TaskStatus.COMPLETED.value: 2},
-    value=Task.status, else_=3,
-)
 
-
-def _sort(sort: str) -> tuple[list[Any], bool]:
-    """(sort expressions before the id tie-breaker, descending?)"""
+def _sort(sort: str, filters: frozenset[str]) -> tuple[Any, bool]:
+    """(the sort key before the id tie-breaker, or None for the id alone; descending?)"""
     if sort in ("created_at", "-created_at"):
-        return [Task.created_at], sort.startswith("-")
+        return Task.created_at, sort.startswith("-")
     if sort in ("deadline", "-deadline"):
-        return [deadline_nulls_last()], sort.startswith("-")
-    return [_STATUS_RANK], False
+        return deadline_nulls_last(), sort.startswith("-")
+    # Within one status every rank is the same: ordered by id, on the (status, id) index
+    # (one person's tasks stay on their rank index, which checks the status row by row).
+    by_id = "p_status" in filters and "p_user" not in filters
+    return (None if by_id else status_rank()), False
 
 
 def _cursor_values(task: TaskOut, sort: str) -> list[Any]:
@@ -53,7 +51,7 @@ def _cursor_values(task: TaskOut, sort: str) -> list[Any]:
 
 
 def _rank(status: TaskStatus) -> int:
-    return [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED].index(status)
+    return STATUS_ORDER.index(status)
 
 
 # What each sort's cursors hold: (sort key, id), as _cursor_values hands them out.
@@ -86,29 +84,42 @@ _FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
 
 @functools.lru_cache(maxsize=256)
 def _list_statements(filters: frozenset[str], sort: str,
-                     after: bool) -> tuple[Executable, Executable]:
-    """(count, page) for one shape of list query, built once: a query's values are only
+                     after: bool) -> Executable:
+    """The page statement of one shape of list query, built once: a query's values are only
     bound. Building and coercing the statement cost more CPU than running it (2^5 filter
     sets x 5 sorts x cursor or not: a few hundred shapes at most)."""
     conditions = [_FILTERS[name]() for name in sorted(filters)]
-    count = select(func.count(Task.id)).where(*conditions)
-    exprs, descending = _sort(sort)
+    if {"p_user", "p_status"} <= filters:
+        # One person's tasks are few: walk their sort's index and check the status on each,
+        # rather than the status's index over everyone's (the planner, without statistics,
+        # may take either): the status written so that no index serves it (decision 046).
+        conditions[sorted(filters).index("p_status")] = (
+            (Task.status + literal_column("''")) == bindparam("p_status"))
+    expr, descending = _sort(sort, filters)
     if after:
+        # (key, id) after the cursor's, spelled so that the key's range is an index bound
+        # on both databases (SQLite does not bound an expression index by a row value).
         key = bindparam("p_key", type_=Integer() if sort == "status" else UTCDateTime())
-        row, bound = tuple_(*exprs, Task.id), tuple_(key, bindparam("p_last", type_=Integer()))
-        conditions.append(row < bound if descending else row > bound)
-    order = [e.desc() if descending else e.asc() for e in (*exprs, Task.id)]
+        last = bindparam("p_last", type_=Integer())
+        if expr is None:  # status sort within one status: the id alone moves on
+            conditions.append(Task.id > last)
+        elif descending:
+            conditions.append(and_(expr <= key, or_(expr < key, Task.id < last)))
+        else:
+            conditions.append(and_(expr >= key, or_(expr > key, Task.id > last)))
+    keys = (Task.id,) if expr is None else (expr, Task.id)
+    order = [e.desc() if descending else e.asc() for e in keys]
     page = (select(*OUT).where(*conditions).order_by(*order)
             .limit(bindparam("p_limit", type_=Integer())))
-    return count, page
+    return page
 
 
 def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
                *, mine: bool) -> Page[TaskOut]:
     """`mine`: the caller's tasks (any role); otherwise all tasks (admins, managers).
 
-    Synchronous: one unit of work for Database.run (on SQLite the count and the page read one
-    snapshot; on PostgreSQL each autocommits, so a write between them may make the total
+    Synchronous: one unit of work for Database.run (on SQLite the page and the counters read
+    one snapshot; on PostgreSQL each autocommits, so a write between them may make the total
     differ from the pages by that write).
     """
     if not mine:
@@ -126,15 +137,29 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
         params["p_due_after"] = query.due_after
     if query.q:
         params["p_q"] = f"%{_escape_like(query.q)}%"
-    count, page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
-    total = conn.scalar(count, params) or 0
+    page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
     if query.cursor:
         params.update(_cursor_params(query.sort, query.cursor))
     rows = conn.execute(page, {**params, "p_limit": query.limit + 1}).all()
     more = len(rows) > query.limit
     items = TASK_LIST.validate_python([row._asdict() for row in rows[: query.limit]])
     next_cursor = encode_cursor(_cursor_values(items[-1], query.sort)) if more else None
-    return Page(items, next_cursor, total)
+    return Page(items, next_cursor, _total(conn, params, query, len(items), more))
+
+
+# The filters a counter answers (decision 045): the rest (due dates, q) count nothing.
+_COUNTED = frozenset({"p_user", "p_status"})
+
+
+def _total(conn: Connection, params: dict[str, Any], query: TaskListQuery, shown: int,
+           more: bool) -> int | None:
+    """X-Total-Count: from the counters when they serve the filters; otherwise only when
+    the first page is the whole list (its length), else None (no header): counting a
+    search or a deadline range would scan what the page did not need to."""
+    if _COUNTED.issuperset(params.keys() - {"p_key", "p_last"}):
+        status = params.get("p_status")
+        return task_total(conn, params.get("p_user"), status.value if status else None)
+    return shown if not query.cursor and not more else None
 
 
 TASK_LIST = TypeAdapter(list[TaskOut])

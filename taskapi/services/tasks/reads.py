@@ -53,7 +53,8 @@ async def list_tasks_cached(ctx: AppState, actor: Actor, variant: str,
 
     def build_page(conn: Connection, query: TaskListQuery) -> Entry:
         page = list_tasks(conn, actor, query, mine=mine)
-        return Entry.of(TASK_LIST.dump_json(page.items).decode(), total=str(page.total),
+        total = {} if page.total is None else {"total": str(page.total)}
+        return Entry.of(TASK_LIST.dump_json(page.items).decode(), **total,
                         next=page.next_cursor or "")
 
     async def build() -> Entry:
