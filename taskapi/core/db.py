@@ -10,7 +10,7 @@ The hot task routes do not use the per-request session: see Database.run (decisi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event, make_url
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -28,6 +29,15 @@ from sqlalchemy.ext.asyncio import (
 )
 
 T = TypeVar("T")
+
+
+def insert_ignoring(dialect: str, table: Any, rows: Sequence[dict[str, Any]],
+                    keys: list[str]) -> Any:
+    """INSERT … ON CONFLICT (keys) DO NOTHING, the same on SQLite and PostgreSQL: rows that
+    another writer (a second worker, a rerun) inserted first are left as they are."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=keys)
+
 
 LOCK_TIMEOUT_S = 10.0
 _IMMEDIATE = "taskapi_begin_immediate"

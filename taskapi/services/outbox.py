@@ -27,12 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi import mail
 from taskapi.config import Settings
-from taskapi.core.db import Database
+from taskapi.core.db import Database, insert_ignoring
 from taskapi.models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcnow
 from taskapi.services.outbox_checks import scrubbed_bodies, stale
 
@@ -53,10 +52,7 @@ def backoff(attempts: int, base: float = 30.0) -> timedelta:
 
 def insert_ignore(dialect: str, rows: Sequence[dict[str, Any]]) -> Any:
     """INSERT … ON CONFLICT (dedupe_key) DO NOTHING, for SQLite and PostgreSQL."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(EmailOutbox).values(list(rows)).on_conflict_do_nothing(
-        index_elements=["dedupe_key"]
-    )
+    return insert_ignoring(dialect, EmailOutbox, rows, ["dedupe_key"])
 
 
 def email_row(settings: Settings, *, kind: str, dedupe_key: str, to: str, template: str,

@@ -23,11 +23,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from taskapi import mail
 from taskapi.config import Settings
-from taskapi.core.db import Database
+from taskapi.core.db import Database, insert_ignoring
 from taskapi.models import ReportRequest, ReportSchedule, ReportStatus, ReportTrigger, User, utcnow
 from taskapi.services.authz import STAFF
 from taskapi.services.local_time import local_day_due, local_instant, user_zone
@@ -129,10 +128,8 @@ async def _create(db: Database, due: Sequence[Due], now: datetime) -> tuple[int,
         ]
         if rows:
             # Another worker may be inserting the same ids right now: theirs or ours wins.
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            result = await session.execute(
-                insert(ReportRequest).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+            result = await session.execute(insert_ignoring(
+                session.get_bind().dialect.name, ReportRequest, rows, ["id"]))
             created = cast(CursorResult[Any], result).rowcount
     finished = (ReportStatus.COMPLETE, ReportStatus.FAILED)
     return created, [i for i in ids if existing.get(i) not in finished]

@@ -30,11 +30,10 @@ from typing import Any
 
 import httpx
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.config import Settings
-from taskapi.core.db import Database
+from taskapi.core.db import Database, insert_ignoring
 from taskapi.models import DeliveryStatus, TaskEvent, WebhookDelivery, WebhookEndpoint, utcnow
 from taskapi.services.webhook_send import Attempt, send
 
@@ -68,11 +67,10 @@ def _rows(endpoints: list[Endpoint], events: Sequence[Any]) -> list[dict[str, An
 
 
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert)
     for start in range(0, len(rows), INSERT_ROWS):
-        await session.execute(insert(Delivery).values(rows[start:start + INSERT_ROWS])
-                              .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"]))
+        await session.execute(insert_ignoring(session.get_bind().dialect.name, Delivery,
+                                              rows[start:start + INSERT_ROWS],
+                                              ["endpoint_id", "event_id"]))
 
 
 async def catch_up(session: AsyncSession, endpoint: Endpoint) -> None:
