@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 RESOLVE_TIMEOUT = 5.0
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # Whitespace and control characters: urlsplit drops some (tab, CR, LF) and httpx encodes the
 # rest, so the URL requested would not be the one checked and shown.
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
@@ -44,8 +45,7 @@ class Target:
     @property
     def host_header(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
     def url_for(self, address: IP) -> str:
         """The URL with the host replaced by the address it was checked to resolve to."""
@@ -75,7 +75,7 @@ def parse(url: str) -> Target:
         port = parts.port
     except ValueError as error:
         raise Refused(f"not a valid URL: {error}") from None
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in DEFAULT_PORTS:
         raise Refused("only http and https URLs can receive webhooks")
     if not parts.hostname:
         raise Refused("the URL has no host")
@@ -88,7 +88,7 @@ def parse(url: str) -> Target:
         raise Refused("port 0 cannot receive webhooks")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, _host(parts.hostname.lower()),
-                  port if port is not None else (443 if parts.scheme == "https" else 80), path)
+                  port if port is not None else DEFAULT_PORTS[parts.scheme], path)
 
 
 def _embedded(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
