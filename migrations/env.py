@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from taskapi.config import load_settings
 from taskapi.core.db import create_engine
 from taskapi.models import Base
-from taskapi.models.task import EXPRESSION_INDEXES
+from taskapi.models.search import compared
 
 config = context.config
 target_metadata = Base.metadata
@@ -23,9 +23,7 @@ def _url() -> str:
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool,
                    compare_to: object) -> bool:
-    """Autogenerate compares everything but the expression indexes (neither database reflects
-    them as the models write them; migration 0013 creates them from the models)."""
-    return not (type_ == "index" and name in EXPRESSION_INDEXES)
+    return compared(name, type_)
 
 
 def _configure(connection: Connection | None = None, **kwargs: object) -> None:

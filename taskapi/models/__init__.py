@@ -9,6 +9,7 @@ from taskapi.models.event import TaskEvent
 from taskapi.models.idempotency import IdempotencyKey
 from taskapi.models.outbox import EmailOutbox, EmailStatus
 from taskapi.models.report import ReportRequest, ReportStatus, ReportTrigger
+from taskapi.models.search import SEARCH_TABLES
 from taskapi.models.session import AuthSession
 from taskapi.models.task import Task, TaskStatus
 from taskapi.models.user import ReportSchedule, Role, User
@@ -16,6 +17,7 @@ from taskapi.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpo
 
 __all__ = [
     "NO_ASSIGNEE",
+    "SEARCH_TABLES",
     "AuthSession",
     "Base",
     "DeliveryStatus",
