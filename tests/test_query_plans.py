@@ -16,6 +16,7 @@ from sqlalchemy import event, text
 from taskapi.models import TaskStatus
 from taskapi.services.stats import overdue_query
 from taskapi.services.tasks.lists import _list_statements
+from taskapi.services.tasks.search import _DUE_PROBES
 
 SORTS = ["created_at", "-created_at", "deadline", "-deadline", "status"]
 FILTERS = [(), ("p_status",), ("p_user",), ("p_status", "p_user")]
@@ -166,3 +167,36 @@ async def test_pages_of_each_sort_and_filter_visit_every_task_once_in_order(clie
                     and ("assigned" not in query or t["assigned_user_id"] == employee.id)]
         expected.sort(key=key, reverse=sort.startswith("-"))
         assert [t["id"] for t in seen] == [t["id"] for t in expected], (query, seen, expected)
+
+
+async def test_a_due_range_bounds_the_deadline_walk(db) -> None:  # type: ignore[no-untyped-def]
+    """A deadline sort with due_before/due_after reads only the range from its index (a
+    bound, not a walk that checks each row: the rows outside it may be most of the table);
+    another sort's narrow range comes from the due probe, which reads ix_tasks_due alone."""
+    user = await db.run(_seed, write=True)
+    ranges = [("p_due_before",), ("p_due_after",), ("p_due_before", "p_due_after")]
+
+    def work(conn: Any) -> int:
+        sqlite = conn.dialect.name == "sqlite"
+        if not sqlite:
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                conn.execute(text(f"SET LOCAL {setting} = off"))
+        checked = 0
+        for sort, filters, due in itertools.product(["deadline", "-deadline"], FILTERS, ranges):
+            values: dict[str, Any] = {"p_limit": 21, "p_status": TaskStatus.IN_PROGRESS,
+                                      "p_user": user, "p_due_before": BASE + timedelta(hours=12),
+                                      "p_due_after": BASE + timedelta(hours=3)}
+            index = INDEX[("deadline", ("p_user",) if "p_user" in filters else filters)]
+            shape = f"sort={sort} filters={filters + due}"
+            plan = _plan(conn, _list_statements(frozenset(filters + due), sort, False), values)
+            _assert_index_walk(plan, index, sqlite, shape)
+            bound = ("<expr><?" in plan or "<expr>>?" in plan) if sqlite else \
+                any("Index Cond" in line and "COALESCE" in line for line in plan.splitlines())
+            assert bound, f"{shape}: {plan}"
+            checked += 1
+        probe = _plan(conn, _DUE_PROBES[(True, True)], {
+            "b": BASE + timedelta(hours=12), "a": BASE + timedelta(hours=3), "cap": 2001})
+        assert "ix_tasks_due" in probe and "Seq Scan" not in probe, probe
+        return checked
+
+    assert await db.run(work, write=True) == 2 * len(FILTERS) * len(ranges)

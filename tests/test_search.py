@@ -116,6 +116,33 @@ async def test_pages_of_a_search_visit_each_match_once(seeded, monkeypatch, cap:
     assert seen == expected
 
 
+@pytest.mark.parametrize("cap", [search.CANDIDATES, 0], ids=["candidates", "walk"])
+async def test_due_ranges_are_the_same_on_every_path(seeded, monkeypatch, cap: int) -> None:  # type: ignore[no-untyped-def]
+    """due_before / due_after / both, on each sort: from the due probe's ids or a walk (the
+    other sorts), or as the deadline index's range (the deadline sorts), the same tasks in
+    the sort's order; a task without a deadline (or at the largest instant) in none."""
+    client, manager, _ = seeded
+    monkeypatch.setattr(search, "CANDIDATES", cap)
+    for i, deadline in enumerate([None, "9999-12-31T23:59:59.999999Z", *(
+            f"2030-01-{day:02d}T{hour:02d}:00:00Z" for hour, day in enumerate((1, 2, 2, 3, 5, 9)))]):
+        response = await client.post("/tasks", headers=manager.headers,
+                                     json={"title": f"due {i}", "deadline": deadline})
+        assert response.status_code == 201
+    everything = await (await client.get("/tasks?limit=200", headers=manager.headers)).get_json()
+    ranges = {"due_before=2030-01-03": lambda d: d < "2030-01-03",
+              "due_after=2030-01-02": lambda d: "2030-01-02" <= d < "9999",
+              "due_after=2030-01-02&due_before=2030-01-05": lambda d: "2030-01-02" <= d < "2030-01-05"}
+    for query, inside in ranges.items():
+        want = {t["id"] for t in everything if t["deadline"] and inside(t["deadline"])}
+        assert len(want) >= 2, query
+        for sort in ("created_at", "-created_at", "deadline", "-deadline", "status"):
+            whole = await client.get(f"/tasks?{query}&sort={sort}", headers=manager.headers)
+            ids = [t["id"] for t in await whole.get_json()]
+            everything_sorted = await (await client.get(
+                f"/tasks?limit=200&sort={sort}", headers=manager.headers)).get_json()
+            assert ids == [t["id"] for t in everything_sorted if t["id"] in want], (query, sort)
+
+
 def _migration() -> Any:
     path = ROOT / "migrations" / "versions" / "0014_task_search.py"
     spec = importlib.util.spec_from_file_location("migration_0014", path)

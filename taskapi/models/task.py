@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    and_,
     case,
     func,
     literal,
@@ -98,6 +99,22 @@ def _far_future_pg(element: _FarFuture, compiler: Any, **kw: Any) -> str:
 
 def deadline_nulls_last() -> ColumnElement[datetime]:
     return func.coalesce(Task.deadline, _FarFuture())
+
+
+def due_range(before: Any, after: Any) -> list[ColumnElement[bool]]:
+    """deadline < before / deadline >= after, written on deadline_nulls_last() so that its
+    indexes bound the range (ix_tasks_due and the status's and assignee's): NULLs are
+    FAR_FUTURE there, so `after` ends the range below it (a deadline at FAR_FUTURE itself
+    sorts and filters as none, here and in due_after)."""
+    key = deadline_nulls_last()
+    bounds = [] if before is None else [key < before]
+    return bounds if after is None else [*bounds, key >= after, key < _FarFuture()]
+
+
+def due_after(after: Any) -> ColumnElement[bool]:
+    """deadline >= after on the column (a walk of another sort's index checks it row by row;
+    a second bound would make it a range the planner may sort): as due_range has it."""
+    return and_(Task.deadline >= after, Task.deadline != _FarFuture())
 
 
 STATUS_ORDER = [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED]

@@ -21,13 +21,26 @@ from sqlalchemy.engine import Connection
 
 from taskapi.core.pagination import Page, decode_cursor, encode_cursor
 from taskapi.models import Task, TaskStatus, UTCDateTime
-from taskapi.models.task import FAR_FUTURE, STATUS_ORDER, deadline_nulls_last, status_rank
+from taskapi.models.task import (
+    FAR_FUTURE,
+    STATUS_ORDER,
+    deadline_nulls_last,
+    due_after,
+    due_range,
+    status_rank,
+)
 from taskapi.schemas.common import CursorInstant, Id
 from taskapi.schemas.tasks import TaskListQuery, TaskOut
 from taskapi.services.authstate import Actor
 from taskapi.services.authz import STAFF, require
 from taskapi.services.counts import task_total
-from taskapi.services.tasks.search import candidates, escape_like, holds, ids_in
+from taskapi.services.tasks.search import (
+    candidates,
+    due_candidates,
+    escape_like,
+    holds,
+    ids_in,
+)
 from taskapi.services.tasks.statements import OUT
 
 
@@ -73,10 +86,13 @@ _FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
     "p_user": lambda: Task.assigned_user_id == bindparam("p_user"),
     "p_status": lambda: Task.status == bindparam("p_status"),
     "p_due_before": lambda: Task.deadline < bindparam("p_due_before"),
-    "p_due_after": lambda: Task.deadline >= bindparam("p_due_after"),
+    "p_due_after": lambda: due_after(bindparam("p_due_after", type_=UTCDateTime())),
     "p_q": lambda: holds(Task.title, Task.description, "p_q"),
     "p_ids": lambda: ids_in("p_ids"),  # a search's candidates (services/tasks/search.py)
 }
+
+
+_DUE = frozenset({"p_due_before", "p_due_after"})
 
 
 @functools.lru_cache(maxsize=512)
@@ -85,14 +101,19 @@ def _list_statements(filters: frozenset[str], sort: str,
     """The page statement of one shape of list query, built once: a query's values are only
     bound. Building and coercing the statement cost more CPU than running it (2^5 filter
     sets, a search's with candidates or not, x 5 sorts x cursor or not: 480 shapes at most)."""
-    conditions = [_FILTERS[name]() for name in sorted(filters)]
+    where = {name: _FILTERS[name]() for name in sorted(filters)}
+    expr, descending = _sort(sort, filters)
     if {"p_user", "p_status"} <= filters:
         # One person's tasks are few: walk their sort's index and check the status on each,
         # rather than the status's index over everyone's (the planner, without statistics,
         # may take either): the status written so that no index serves it (decision 046).
-        conditions[sorted(filters).index("p_status")] = (
-            (Task.status + literal_column("''")) == bindparam("p_status"))
-    expr, descending = _sort(sort, filters)
+        where["p_status"] = (Task.status + literal_column("''")) == bindparam("p_status")
+    conditions = list(where.values())
+    if sort.endswith("deadline") and filters & _DUE:
+        # On the sort's own index the due dates bound the walk (decision 047).
+        conditions = [c for name, c in where.items() if name not in _DUE]
+        conditions += due_range(*(bindparam(name, type_=UTCDateTime()) if name in filters
+                                  else None for name in ("p_due_before", "p_due_after")))
     if after:
         # (key, id) after the cursor's, spelled so that the key's range is an index bound
         # on both databases (SQLite does not bound an expression index by a row value).
@@ -135,6 +156,11 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
     if query.q:
         params["p_q"] = f"%{escape_like(query.q)}%"
         if (found := candidates(conn, query.q)) is not None:
+            params["p_ids"] = found
+    if ("p_ids" not in params and "p_user" not in params and not query.sort.endswith("deadline")
+            and (query.due_before or query.due_after)):
+        # One person's tasks are few; a deadline sort walks the range itself.
+        if (found := due_candidates(conn, query.due_before, query.due_after)) is not None:
             params["p_ids"] = found
     page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
     if query.cursor:

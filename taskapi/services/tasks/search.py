@@ -1,4 +1,5 @@
-"""`q`: the search index's candidates for a list query (decision 047).
+"""The candidates of a selective filter, for a list query (decision 047): `q` through the
+search index, a due-date range through the deadline's index.
 
 A list with `q` is a page of the tasks whose title or description holds it, in the query's
 sort. Two ways to find them, both bounded:
@@ -6,12 +7,16 @@ sort. Two ways to find them, both bounded:
   is those rows, sorted: a few thousand rows at most, however large the table;
 - a common one: the list walks its sort's index and checks each row, as without a search: a
   substring held by more than CANDIDATES tasks is met within a few rows of each page.
-One index lookup, capped at CANDIDATES + 1 ids, tells which.
+One index lookup, capped at CANDIDATES + 1 ids, tells which. A due-date range sorted by
+anything but the deadline is the same: a narrow range's few ids, or a walk that meets a wide
+one's rows soon.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -31,8 +36,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from taskapi.models import Task
+from taskapi.models import Task, UTCDateTime
 from taskapi.models.search import MIN_INDEXED, fts_phrase
+from taskapi.models.task import due_range
 
 CANDIDATES = 2000
 
@@ -65,8 +71,29 @@ def candidates(conn: Connection, q: str) -> str | None:
         ids = conn.execute(_SQLITE_PROBE, {"m": fts_phrase(q), "cap": CANDIDATES + 1})
     else:
         ids = conn.execute(_PG_PROBE, {"p": f"%{escape_like(q)}%", "cap": CANDIDATES + 1})
-    found = ids.scalars().all()
-    return json.dumps(found) if len(found) <= CANDIDATES else None
+    return _capped(ids.scalars().all())
+
+
+def _capped(found: Sequence[int]) -> str | None:
+    return json.dumps(list(found)) if len(found) <= CANDIDATES else None
+
+
+def _due_probe(before: bool, after: bool) -> Any:
+    bounds = due_range(bindparam("b", type_=UTCDateTime()) if before else None,
+                       bindparam("a", type_=UTCDateTime()) if after else None)
+    return select(Task.id).where(*bounds).limit(bindparam("cap"))
+
+
+_DUE_PROBES = {(b, a): _due_probe(b, a) for b, a in ((True, False), (False, True), (True, True))}
+
+
+def due_candidates(conn: Connection, before: datetime | None,
+                   after: datetime | None) -> str | None:
+    """The ids of the tasks due in the range (a JSON array, for ids_in), from the deadline's
+    index, when there are at most CANDIDATES; None for a wider range."""
+    probe = _DUE_PROBES[(before is not None, after is not None)]
+    found = conn.execute(probe, {"b": before, "a": after, "cap": CANDIDATES + 1})
+    return _capped(found.scalars().all())
 
 
 class json_ints(FunctionElement[Any]):
