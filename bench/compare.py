@@ -4,7 +4,8 @@ the same data, tokens and wrk workloads, in one sitting (issue #19).
     .venv/bin/python bench/compare.py [--database sqlite|postgres] [--duration 8]
 
 Servers: bench/bare_app.py (the ceiling: one JSON endpoint on taskapi's hypercorn settings),
-`taskapi serve --workers 2` at LOG_LEVEL=INFO, bench/peers/flask_seed under `gunicorn -w 4`
+`taskapi serve --workers 2` at LOG_LEVEL=INFO (and a second one at WARNING, "warning": the
+access log's cost, measured in the same rotation), bench/peers/flask_seed under `gunicorn -w 4`
 and bench/peers/fastapi_app under uvicorn with 2 workers (the peers installed into venvs of
 their own under --venvs). Each app gets 200 employees, 2 managers and 2,000 tasks seeded
 straight into its own database and its own 50 employee tokens + 1 manager token from its
@@ -52,7 +53,7 @@ from tasks_setup import add_common_args, add_store_args, check_api, login_all
 from wrk_lua import write_get_lua, write_lua
 from wrk_runs import find_wrk, measure, strip_stdout
 
-APPS = ("taskapi", "flask", "fastapi")
+APPS = ("taskapi", "flask", "fastapi", "warning")
 WORKLOADS = ("mine", "task", "stats", "mix")
 
 
@@ -66,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma list of {', '.join(WORKLOADS)}")
     parser.add_argument("--apps", default=",".join(APPS),
-                        help="comma list of taskapi, flask, fastapi (taskapi always runs)")
+                        help="comma list of taskapi, flask, fastapi, warning (taskapi always "
+                        "runs; warning: taskapi at LOG_LEVEL=WARNING, the access log's A/B)")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-Quart runs")
     add_common_args(parser)
     parser.add_argument("--flask-workers", type=int, default=4, help="gunicorn -w")
@@ -82,7 +84,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     args.connections = [int(c) for c in str(args.connections).split(",") if c.strip()]
     args.workloads = [w for w in args.workloads.split(",") if w]
-    args.apps = ["taskapi", *(a for a in args.apps.split(",") if a in ("flask", "fastapi"))]
+    args.apps = ["taskapi", *(a for a in args.apps.split(",") if a in APPS[1:])]
     if set(args.workloads) - set(WORKLOADS):
         parser.error(f"--workloads: one of {', '.join(WORKLOADS)}")
     return args
@@ -152,6 +154,20 @@ async def _all_task_ids(sa_url: str) -> list[int]:
         await engine.dispose()
 
 
+def setup_warning(bench: TasksBench, taskapi: App, port: int) -> App:
+    """taskapi again, on the same database, Redis and secret, at LOG_LEVEL=WARNING (no access
+    log): the same tokens and data, so the two differ by the access log alone."""
+    server = Server("warning", f"http://127.0.0.1:{port}", bench.tmp / "warning.log")
+    bench.start_serve(server, {**bench.env, "TASKAPI_LOG_LEVEL": "WARNING"})
+    assert server.proc is not None
+    wait_ready(server.base, server.proc, server.log_path)
+    app = App("warning", server)
+    for name in ("owners", "own_ids", "all_ids", "tokens", "manager_token"):
+        setattr(app, name, getattr(taskapi, name))
+    log(f"warning (taskapi at WARNING) pid {server.pid} on {server.base}")
+    return app
+
+
 def setup_peer(name: str, bench: TasksBench, port: int) -> App:
     """Install, create the tables, seed, start, log in and check one peer."""
     args, peer = bench.args, peers.PEERS[name]
@@ -178,13 +194,14 @@ def setup_peer(name: str, bench: TasksBench, port: int) -> App:
 
 
 def ports(bench: TasksBench, args: argparse.Namespace) -> list[int]:
-    """Ports of the flask and fastapi peers; with --port-base, taskapi's and bare's too."""
+    """Ports of the flask and fastapi peers and the WARNING taskapi; with --port-base,
+    taskapi's and bare's too."""
     if not args.port_base:
-        return [free_port(), free_port()]
+        return [free_port(), free_port(), free_port()]
     bench.serve.base = f"http://127.0.0.1:{args.port_base}"
     bench.bare.base = f"http://127.0.0.1:{args.port_base + 1}"
     bench.uncached.base = f"http://127.0.0.1:{args.port_base + 2}"
-    return [args.port_base + 3, args.port_base + 4]
+    return [args.port_base + 3, args.port_base + 4, args.port_base + 5]
 
 
 def drainer(base: str, path: str) -> Callable[[], float]:
@@ -265,8 +282,10 @@ def main() -> int:
     try:
         peer_ports = ports(bench, args)
         apps["taskapi"] = setup_taskapi(bench)
-        for name, port in zip(args.apps[1:], peer_ports, strict=False):
-            apps[name] = setup_peer(name, bench, port)
+        for name in args.apps[1:]:
+            port = peer_ports[APPS.index(name) - 1]
+            apps[name] = (setup_warning(bench, apps["taskapi"], port) if name == "warning"
+                          else setup_peer(name, bench, port))
         for app in apps.values():
             write_app_scripts(app, bench.tmp, args.put_every)
             app.new_locked()  # from here on: the runs' lines only
