@@ -50,7 +50,7 @@ def app_version() -> dict[str, Any]:
     def git(*cmd: str) -> str:
         out = subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True,
                              timeout=30, check=False)
-        return out.stdout.strip()
+        return out.stdout.rstrip()  # not lstrip: porcelain lines start with a space
 
     dirty = [line for line in git("status", "--porcelain").splitlines()
              if not line[3:].startswith("bench/")]
