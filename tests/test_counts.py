@@ -20,6 +20,16 @@ STATUSES = ["pending", "in-progress", "completed"]
 PAST, FUTURE = "2001-02-03T04:05:06+00:00", "2100-01-01T00:00:00+00:00"
 
 
+def _by_day(by_deadline: dict[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
+    """(status, deadline) counts as (status, its UTC day)."""
+    days: Counter[tuple[Any, ...]] = Counter()
+    for (status, deadline), n in by_deadline.items():
+        if isinstance(deadline, datetime):
+            deadline = deadline.astimezone(UTC).isoformat()
+        days[(status, str(deadline)[:10])] += n
+    return dict(days)
+
+
 async def _real(db: Any) -> dict[str, Any]:
     """The counters and the counts of the rows, each as {key: n} without zeros."""
     def read(conn: Any) -> dict[str, Any]:
@@ -32,6 +42,10 @@ async def _real(db: Any) -> dict[str, Any]:
             "tasks": rows("SELECT coalesce(assigned_user_id, 0), status, count(*) FROM tasks "
                           "GROUP BY coalesce(assigned_user_id, 0), status UNION ALL "
                           "SELECT -1, status, count(*) FROM tasks GROUP BY status"),
+            "task_due_counts": rows("SELECT status, due_day, sum(n) FROM task_due_counts "
+                                    "GROUP BY status, due_day"),
+            "tasks_due": _by_day(rows("SELECT status, deadline, count(*) FROM tasks "
+                                      "WHERE deadline IS NOT NULL GROUP BY status, deadline")),
             "user_counts": rows("SELECT is_approved, n FROM user_counts"),
             "users": rows("SELECT is_approved, count(*) FROM users GROUP BY is_approved"),
             "overdue": conn.scalar(select(func.count()).select_from(Task).where(
@@ -46,6 +60,7 @@ async def _real(db: Any) -> dict[str, Any]:
 async def _check(client: Any, db: Any, admin: Any, employees: dict[int, Any]) -> None:
     real = await _real(db)
     assert real["task_counts"] == real["tasks"]
+    assert real["task_due_counts"] == real["tasks_due"]
     assert real["user_counts"] == real["users"]
     tasks: Counter[tuple[int, str]] = Counter()
     for (assignee, status), n in real["tasks"].items():
@@ -245,3 +260,36 @@ async def test_migration_backfills_counters_from_existing_rows(db, database_url:
     real = await _real(db)
     assert real["task_counts"] == real["tasks"] and len(real["tasks"]) == 5  # 3 + 2 of ALL
     assert real["user_counts"] == real["users"] == {(True,): 1, (False,): 1}
+
+
+async def test_overdue_is_the_days_before_today_and_today_until_now(client, db, make_user) -> None:  # type: ignore[no-untyped-def]
+    """overdue_count at a chosen instant: task_due_counts for the days before it, the index
+    range for its own day up to it; equal to counting the rows, through status changes,
+    deadline moves and deletes."""
+    from taskapi.services.stats import overdue_count
+
+    admin = await make_user("admin")
+    now = datetime(2030, 6, 15, 12, 0, tzinfo=UTC)
+    deadlines = ["2030-06-15T11:00:00Z", "2030-06-15T12:00:00Z", "2030-06-15T13:00:00Z",
+                 "2030-06-14T23:59:59.999999Z", "2030-06-16T00:00:00Z", "2030-06-15T00:00:00Z",
+                 "2001-01-01T00:00:00+05:00", None]
+    ids = []
+    for deadline in deadlines:
+        response = await client.post("/tasks", headers=admin.headers,
+                                     json={"title": "t", "deadline": deadline})
+        ids.append((await response.get_json())["id"])
+
+    def counts(conn: Any) -> tuple[int, int]:
+        real = conn.scalar(select(func.count()).select_from(Task).where(
+            Task.status != "completed", Task.deadline < now))
+        return overdue_count(conn, now), int(real)
+
+    assert await db.run(counts) == (4, 4)  # 11:00, yesterday 23:59, today 00:00, 2001
+    await client.put(f"/task/{ids[0]}/status", headers=admin.headers, json={"status": "completed"})
+    await client.put(f"/task/{ids[3]}/status", headers=admin.headers,
+                     json={"status": "in-progress"})
+    await client.put(f"/task/{ids[4]}", headers=admin.headers,
+                     json={"deadline": "2030-06-13T08:00:00Z"})
+    await client.put(f"/task/{ids[6]}", headers=admin.headers, json={"deadline": None})
+    await client.delete(f"/task/{ids[5]}", headers=admin.headers)
+    assert await db.run(counts) == (2, 2)  # yesterday's (in progress), the moved one

@@ -119,7 +119,7 @@ async def test_every_list_sort_walks_an_index(db) -> None:  # type: ignore[no-un
             plan = _plan(conn, _list_statements(frozenset(filters), sort, after), values)
             _assert_index_walk(plan, index, sqlite, shape)
             checked.append(shape)
-        plan = _plan(conn, overdue_query(), {"now": BASE + timedelta(hours=5)})
+        plan = _plan(conn, overdue_query(), {"start": BASE, "now": BASE + timedelta(hours=5)})
         assert "ix_tasks_status_deadline" in plan and "Seq Scan" not in plan, plan
         assert "SCAN tasks" not in plan.replace("SCAN tasks USING", ""), plan
         return checked

@@ -4,6 +4,7 @@ from taskapi.models.account_tokens import PasswordReset, PersonalToken
 from taskapi.models.base import Base, UTCDateTime, utcnow
 from taskapi.models.comment import TaskComment
 from taskapi.models.counts import NO_ASSIGNEE, TaskCount, UserCount
+from taskapi.models.due_counts import TaskDueCount
 from taskapi.models.email_confirmation import EmailConfirmation
 from taskapi.models.event import TaskEvent
 from taskapi.models.idempotency import IdempotencyKey
@@ -35,6 +36,7 @@ __all__ = [
     "Task",
     "TaskComment",
     "TaskCount",
+    "TaskDueCount",
     "TaskEvent",
     "TaskStatus",
     "UTCDateTime",

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.engine import Connection
 
-from taskapi.models import TaskCount, TaskStatus, UserCount
+from taskapi.models import TaskCount, TaskDueCount, TaskStatus, UserCount
 from taskapi.models.counts import ALL, task_counts_from_rows, user_counts_from_rows
+from taskapi.models.due_counts import due_counts_from_rows
 
 
 def tasks_by_status(conn: Connection, assignee: int | None = None) -> dict[str, int]:
@@ -61,9 +62,12 @@ def recount(conn: Connection) -> list[Correction]:
     commits, so no trigger moves a counter between the count and the fix; a SQLite write
     transaction holds the write lock already. Rows at 0 are pruned (not corrections)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("LOCK TABLE tasks, users, task_counts, user_counts IN SHARE MODE"))
+        conn.execute(text("LOCK TABLE tasks, users, task_counts, task_due_counts, user_counts "
+                          "IN SHARE MODE"))
     fixes = _fix(conn, TaskCount, [TaskCount.assignee_id, TaskCount.status],
                  task_counts_from_rows())
+    fixes += _fix(conn, TaskDueCount, [TaskDueCount.status, TaskDueCount.due_day],
+                  due_counts_from_rows())
     return fixes + _fix(conn, UserCount, [UserCount.is_approved], user_counts_from_rows())
 
 
