@@ -232,7 +232,7 @@ async def test_total_is_absent_where_no_counter_serves_the_filter(client, make_u
     assert counted.headers["X-Total-Count"] == "3"
 
 
-async def test_migration_backfills_counters_from_existing_rows(db, database_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_migrations_backfill_counters_from_existing_rows(db, database_url: str) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
     from alembic import command
@@ -247,11 +247,12 @@ async def test_migration_backfills_counters_from_existing_rows(db, database_url:
             "email_confirmed, version) VALUES ('a', 'a@x.test', 'x', 'employee', true, false, "
             "1), ('b', 'b@x.test', 'x', 'employee', false, false, 1)"))
         user_id = conn.scalar(text("SELECT id FROM users WHERE username = 'a'"))
-        for status, assignee in (("pending", user_id), ("pending", None),
-                                 ("completed", user_id), ("completed", user_id)):
-            conn.execute(text(
-                "INSERT INTO tasks (title, description, status, assigned_user_id, assign_seq, "
-                "version) VALUES ('t', '', :s, :a, 0, 1)"), {"s": status, "a": assignee})
+        for status, assignee, day in (("pending", user_id, 3), ("pending", None, None),
+                                      ("completed", user_id, 3), ("completed", user_id, 4)):
+            conn.execute(Task.__table__.insert().values(
+                title="t", description="", status=status, assigned_user_id=assignee,
+                deadline=None if day is None else datetime(2030, 1, day, 9, tzinfo=UTC),
+                assign_seq=0, version=1))
 
     try:
         await db.run(seed, write=True)
@@ -259,6 +260,9 @@ async def test_migration_backfills_counters_from_existing_rows(db, database_url:
         await asyncio.to_thread(upgrade, database_url)
     real = await _real(db)
     assert real["task_counts"] == real["tasks"] and len(real["tasks"]) == 5  # 3 + 2 of ALL
+    assert real["task_due_counts"] == real["tasks_due"] == {
+        ("pending", "2030-01-03"): 1, ("completed", "2030-01-03"): 1,
+        ("completed", "2030-01-04"): 1}  # migration 0015's backfill
     assert real["user_counts"] == real["users"] == {(True,): 1, (False,): 1}
 
 
