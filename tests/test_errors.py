@@ -101,3 +101,13 @@ async def test_bogus_request_id_is_replaced(client) -> None:  # type: ignore[no-
     assert response.headers["X-Request-ID"] != "bad id\twith spaces"
     assert len(response.headers["X-Request-ID"]) == 32
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_a_bad_query_string_says_query_not_body(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    manager = await make_user("manager")
+    response = await client.get("/tasks?limit=0", headers=manager.headers)
+    _is_problem(response, 422)
+    body = await response.get_json()
+    assert body["detail"] == "The query string is invalid." and body["errors"][0]["loc"] == ["limit"]
+    response = await client.post("/_echo", json={"name": ""})
+    assert (await response.get_json())["detail"] == "The request body is invalid."

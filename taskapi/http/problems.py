@@ -102,6 +102,11 @@ def _code_for(status: int) -> str:
         return "error"
 
 
+class QueryValidationError(RequestSchemaValidationError):
+    """A query string that does not fit its model (http/responses.parse_query): the problem
+    says so rather than blaming a body."""
+
+
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(APIError)
     async def _api_error(error: APIError) -> Response:
@@ -125,7 +130,8 @@ def register_error_handlers(app: Quart) -> None:
             for item in validation.errors(include_url=False, include_context=False,
                                           include_input=False)[:MAX_ERRORS_SHOWN]
         ]
-        return problem(422, "validation_error", "The request body is invalid.", errors=errors,
+        where = "query string" if isinstance(error, QueryValidationError) else "request body"
+        return problem(422, "validation_error", f"The {where} is invalid.", errors=errors,
                        error_count=validation.error_count())
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -11,6 +11,7 @@ from quart_schema import RequestSchemaValidationError
 from taskapi.core.cache import Entry
 from taskapi.core.pagination import Page
 from taskapi.core.querystring import canonical, link_next, query_pairs, single_valued
+from taskapi.http.problems import QueryValidationError
 
 ListResponse = tuple[list[dict[str, Any]], int, dict[str, str]]
 # Per-user data: browsers and proxies may store it but must revalidate (ETag → 304).
@@ -84,4 +85,4 @@ def parse_query(model: type[M]) -> M:
     try:
         return model.model_validate(values)
     except ValidationError as error:
-        raise RequestSchemaValidationError(error) from None
+        raise QueryValidationError(error) from None
