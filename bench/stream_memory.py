@@ -107,7 +107,8 @@ async def hold(port: int, token: str, n: int) -> None:
             pass
 
     tasks = [asyncio.create_task(one()) for _ in range(n)]
-    await all_open.wait()
+    if n:
+        await all_open.wait()
     print("open", len(opened), flush=True)
     await asyncio.gather(*tasks)
 
@@ -173,10 +174,11 @@ def main() -> None:
                 _wait_line(clients[-1], "open")
                 return clients[-1]
 
-            warm = streams(args.warm)
-            warm.kill()
-            warm.wait()
-            time.sleep(2)
+            if args.warm:
+                warm = streams(args.warm)
+                warm.kill()
+                warm.wait()
+                time.sleep(2)
             server.send_signal(signal.SIGUSR1)
             _wait_line(server, "base")
             rss0 = _rss_kib(server.pid)
