@@ -27,6 +27,7 @@ from taskapi.http.blueprints import API_BLUEPRINTS, ROOT_BLUEPRINTS
 from taskapi.http.bodies import check_media_type
 from taskapi.http.cached_reads import STARTED_KEY, CachedReads
 from taskapi.http.current import EXTENSION_KEY, close_db_session
+from taskapi.http.event_stream import EventStreams
 from taskapi.http.gate import identify_and_limit
 from taskapi.http.headers import add_declared_headers
 from taskapi.http.limits import CONVERTERS, check_ids, guard_json, head_error
@@ -105,7 +106,10 @@ def create_app(settings: Settings | None = None) -> Quart:
     # Cache hits of the cached GET routes are answered before Quart (http/cached_reads.py).
     # Why: docs/decisions/015-cached-reads-fast-path.md
     # A miss it builds itself takes one of the admission slots, like a request in Quart.
-    app.asgi_app = CachedReads(app, state, app.asgi_app,  # type: ignore[method-assign, assignment]
+    # GET /events streams are opened and written below both (http/event_stream.py).
+    # Why: docs/decisions/043-event-streams-below-quart.md
+    streams = EventStreams(app, state, app.asgi_app)
+    app.asgi_app = CachedReads(app, state, streams,  # type: ignore[method-assign, assignment]
                                slots=limited.slots)
     return app
 

@@ -9,12 +9,16 @@ from quart import Quart, current_app
 
 from taskapi.core import tokens
 from taskapi.core.errors import APIError, unauthorized
+from taskapi.core.state import AppState
 from taskapi.http.current import EXTENSION_KEY, runtime
 from taskapi.services.authstate import Actor, resolve_actor
 from taskapi.services.live import RETRY_HINT_MS, Hub
 from taskapi.services.tickets import redeem_ticket
 
 HUB_KEY = "taskapi.live"
+# In the ASGI scope: the caller of GET /events (an Actor) or why not (an APIError), found by
+# http/event_stream.py before it passed the request on to Quart.
+CALLER_KEY = "taskapi.stream_caller"
 
 
 def install_hub(app: Quart) -> None:
@@ -40,9 +44,11 @@ def hub() -> Hub:
     return found
 
 
-async def stream_actor(ticket: str | None, bearer: str | None) -> Actor:
-    """The caller of a stream, checked now against the database or the auth-state cache."""
-    state = runtime()
+async def stream_actor(ticket: str | None, bearer: str | None,
+                       state: AppState | None = None) -> Actor:
+    """The caller of a stream, checked now against the database or the auth-state cache.
+    `state`: the app's, for a caller outside Quart's request context (http/event_stream.py)."""
+    state = state or runtime()
     if ticket is not None:
         return await redeem_ticket(state.db, state.redis, ticket)
     if bearer is None:
@@ -50,6 +56,16 @@ async def stream_actor(ticket: str | None, bearer: str | None) -> Actor:
                            "(POST /events/ticket) is required.")
     claims = tokens.decode_bearer(state.signing_key, bearer)  # a login's or a personal token
     return await resolve_actor(state.db, state.redis, claims, None, None, None)
+
+
+def header_event_id(header: str | None) -> int | None:
+    """The Last-Event-ID header (browsers send it when they reconnect): None when absent or
+    blank; one that is not an id is a 422 like a bad query value."""
+    if header is None or header.strip() == "":
+        return None
+    if not header.strip().isdigit() or len(header.strip()) > 16:
+        raise APIError(422, "invalid_last_event_id", "Last-Event-ID must be an event id.")
+    return int(header.strip())
 
 
 def retry_hint(jitter: bool = False) -> int:

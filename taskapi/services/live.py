@@ -234,7 +234,7 @@ async def items(hub: Hub, stream: Stream, last_id: int | None) -> AsyncIterator[
     next_beat = time.monotonic() + beat * random.uniform(0.5, 1.0)
     while True:
         while stream.queue:
-            event = stream.queue.popleft()
+            event = stream.queue.pop(0)  # at most EVENTS_QUEUE long
             if event.id > sent:
                 sent = event.id
                 metrics.observe_delivery(event.created_at)
@@ -243,11 +243,7 @@ async def items(hub: Hub, stream: Stream, last_id: int | None) -> AsyncIterator[
             if stream.ended == SLOW:
                 yield Reset(max(hub.head, 0), SLOW)
             return
-        stream.wake.clear()
-        try:
-            async with asyncio.timeout(max(0.0, next_beat - time.monotonic())):
-                await stream.wake.wait()
-        except TimeoutError:
+        if not await stream.wait(max(0.0, next_beat - time.monotonic())):
             next_beat += beat
             yield HEARTBEAT
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -68,16 +67,19 @@ def view_of(actor: Actor, event: Event) -> View | None:
 
 @dataclass(eq=False, slots=True)
 class Stream:
-    """One client's stream: its caller, its queue, and why it ended (None while open)."""
+    """One client's stream: its caller, its queue, and why it ended (None while open).
+
+    Thousands are held per process, so it keeps no asyncio.Event and no deque (each allocates
+    ~0.7 KiB): a plain list, and a future only while the transport waits (decision 043)."""
 
     actor: Actor
     limit: int
-    queue: deque[Event] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    queue: list[Event] = field(default_factory=list)
     ended: str | None = None
     # The task writing to the client, and whether the transport has finished with it.
     task: asyncio.Task[Any] | None = None
     done: bool = False
+    waiter: asyncio.Future[bool] | None = None  # while the transport waits: wake it
 
     def offer(self, event: Event) -> None:
         if self.ended is not None or view_of(self.actor, event) is None:
@@ -87,7 +89,7 @@ class Stream:
             self.queue.clear()
             return
         self.queue.append(event)
-        self.wake.set()
+        self._wake()
 
     def end(self, reason: str) -> None:
         """Wake the transport to finish the stream; one stuck writing to a client that reads
@@ -95,8 +97,28 @@ class Stream:
         if self.ended is None:
             self.ended = reason
             asyncio.get_running_loop().call_later(CUT_GRACE, self._cut)
-        self.wake.set()
+        self._wake()
+
+    async def wait(self, seconds: float) -> bool:
+        """Until offered an event or ended (True), or `seconds` pass (False)."""
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(seconds, _settle, waiter, False)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
+
+    def _wake(self) -> None:
+        if self.waiter is not None:
+            _settle(self.waiter, True)
 
     def _cut(self) -> None:
         if not self.done and self.task is not None:
             self.task.cancel()
+
+
+def _settle(waiter: asyncio.Future[bool], woken: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(woken)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import cast
 
 from quart import Blueprint, Response, request
 from quart_schema import document_querystring, tag, validate_response
@@ -14,11 +15,12 @@ from taskapi.http.client import bearer_token
 from taskapi.http.current import runtime
 from taskapi.http.deps import BEARER, ROLES_ATTRIBUTE, actor, require_role
 from taskapi.http.headers import no_store
-from taskapi.http.live import hub, retry_hint, stream_actor
+from taskapi.http.live import CALLER_KEY, header_event_id, hub, retry_hint, stream_actor
 from taskapi.http.openapi import EXTRA_ATTRIBUTE
 from taskapi.http.responses import parse_query
 from taskapi.models import Role
 from taskapi.schemas.events import EventsQuery, TicketOut
+from taskapi.services.authstate import Actor
 from taskapi.services.live import HEARTBEAT, SHUTDOWN, Hub, Reset, Stream, items
 from taskapi.services.live_events import Event, view_of
 from taskapi.services.tickets import issue_ticket
@@ -34,12 +36,7 @@ def last_event_id(query: EventsQuery) -> int | None:
     reconnect); a header that is not an id is a 422 like a bad query value."""
     if query.last_event_id is not None:
         return query.last_event_id
-    header = request.headers.get("Last-Event-ID")
-    if header is None or header.strip() == "":
-        return None
-    if not header.strip().isdigit() or len(header.strip()) > 16:
-        raise APIError(422, "invalid_last_event_id", "Last-Event-ID must be an event id.")
-    return int(header.strip())
+    return header_event_id(request.headers.get("Last-Event-ID"))
 
 
 def reset_frame(reset: Reset) -> bytes:
@@ -47,7 +44,7 @@ def reset_frame(reset: Reset) -> bytes:
     return f"id: {reset.last_id}\nevent: reset\ndata: {data}\n\n".encode()
 
 
-async def sse_body(live: Hub, stream: Stream, after: int | None) -> AsyncIterator[bytes]:
+async def sse_body(live: Hub, stream: Stream, after: int | None) -> AsyncGenerator[bytes, None]:
     try:
         yield f"retry: {retry_hint()}\n\n".encode()
         async for item in items(live, stream, after):
@@ -76,7 +73,12 @@ async def stream_events() -> Response:
     POST /events/ticket for browsers' EventSource."""
     query = parse_query(EventsQuery)
     after = last_event_id(query)
-    caller = await stream_actor(query.ticket, None if query.ticket else bearer_token())
+    # The layer below Quart (http/event_stream.py) may have found the caller already.
+    caller = cast(Actor | APIError | None, request.scope.get(CALLER_KEY))
+    if isinstance(caller, APIError):
+        raise caller
+    if caller is None:
+        caller = await stream_actor(query.ticket, None if query.ticket else bearer_token())
     live = hub()
     stream = live.open(caller)
     response = Response(sse_body(live, stream, after), mimetype=SSE)
