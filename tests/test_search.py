@@ -120,17 +120,19 @@ async def test_pages_of_a_search_visit_each_match_once(seeded, monkeypatch, cap:
 async def test_due_ranges_are_the_same_on_every_path(seeded, monkeypatch, cap: int) -> None:  # type: ignore[no-untyped-def]
     """due_before / due_after / both, on each sort: from the due probe's ids or a walk (the
     other sorts), or as the deadline index's range (the deadline sorts), the same tasks in
-    the sort's order; a task without a deadline (or at the largest instant) in none."""
+    the sort's order; a task without a deadline in none, one due at the largest instant
+    (what NULLs sort as) in due_after's."""
     client, manager, _ = seeded
     monkeypatch.setattr(search, "CANDIDATES", cap)
-    for i, deadline in enumerate([None, "9999-12-31T23:59:59.999999Z", *(
+    for i, deadline in enumerate([None, "9999-12-31T23:59:59.999999Z", None,
+                                  "9999-12-31T23:59:59.999999Z", *(
             f"2030-01-{day:02d}T{hour:02d}:00:00Z" for hour, day in enumerate((1, 2, 2, 3, 5, 9)))]):
         response = await client.post("/tasks", headers=manager.headers,
                                      json={"title": f"due {i}", "deadline": deadline})
         assert response.status_code == 201
     everything = await (await client.get("/tasks?limit=200", headers=manager.headers)).get_json()
     ranges = {"due_before=2030-01-03": lambda d: d < "2030-01-03",
-              "due_after=2030-01-02": lambda d: "2030-01-02" <= d < "9999",
+              "due_after=2030-01-02": lambda d: "2030-01-02" <= d,
               "due_after=2030-01-02&due_before=2030-01-05": lambda d: "2030-01-02" <= d < "2030-01-05"}
     for query, inside in ranges.items():
         want = {t["id"] for t in everything if t["deadline"] and inside(t["deadline"])}
@@ -141,6 +143,15 @@ async def test_due_ranges_are_the_same_on_every_path(seeded, monkeypatch, cap: i
             everything_sorted = await (await client.get(
                 f"/tasks?limit=200&sort={sort}", headers=manager.headers)).get_json()
             assert ids == [t["id"] for t in everything_sorted if t["id"] in want], (query, sort)
+            paged: list[int] = []
+            url: str | None = f"/tasks?{query}&sort={sort}&limit=1"
+            while url:  # one task a page: the cursor crosses the parts (_page_rows)
+                assert len(paged) <= len(ids), (query, sort, paged)
+                page = await client.get(url, headers=manager.headers)
+                paged += [t["id"] for t in await page.get_json()]
+                link = page.headers.get("Link")
+                url = link.split(";")[0].strip("<>") if link else None
+            assert paged == ids, (query, sort)
 
 
 def _migration() -> Any:

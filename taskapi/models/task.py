@@ -11,7 +11,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    and_,
     case,
     func,
     literal,
@@ -101,20 +100,25 @@ def deadline_nulls_last() -> ColumnElement[datetime]:
     return func.coalesce(Task.deadline, _FarFuture())
 
 
-def due_range(before: Any, after: Any) -> list[ColumnElement[bool]]:
+def due_range(before: Any, after: Any, *, below_far: bool = False
+              ) -> list[ColumnElement[bool]]:
     """deadline < before / deadline >= after, written on deadline_nulls_last() so that its
-    indexes bound the range (ix_tasks_due and the status's and assignee's): NULLs are
-    FAR_FUTURE there, so `after` ends the range below it (a deadline at FAR_FUTURE itself
-    sorts and filters as none, here and in due_after)."""
+    indexes bound the range (ix_tasks_due and the status's and assignee's). NULLs are
+    FAR_FUTURE there: `after` keeps a task due at FAR_FUTURE itself and drops those with no
+    deadline by a check on the row (a walk that reaches FAR_FUTURE reads the NULLs), or,
+    `below_far`, ends the range below FAR_FUTURE (the due probe, which looks up the tasks
+    due at FAR_FUTURE itself apart: FAR_DUE)."""
     key = deadline_nulls_last()
     bounds = [] if before is None else [key < before]
-    return bounds if after is None else [*bounds, key >= after, key < _FarFuture()]
+    if after is None:
+        return bounds
+    top = key < _FarFuture() if below_far else Task.deadline.is_not(None)
+    return [*bounds, key >= after, top]
 
 
-def due_after(after: Any) -> ColumnElement[bool]:
-    """deadline >= after on the column (a walk of another sort's index checks it row by row;
-    a second bound would make it a range the planner may sort): as due_range has it."""
-    return and_(Task.deadline >= after, Task.deadline != _FarFuture())
+def far_due() -> ColumnElement[bool]:
+    """Due at FAR_FUTURE itself (the largest instant): one lookup in ix_tasks_deadline."""
+    return Task.deadline == _FarFuture()
 
 
 STATUS_ORDER = [TaskStatus.PENDING, TaskStatus.IN_PROGRESS, TaskStatus.COMPLETED]

@@ -25,8 +25,8 @@ from taskapi.models.task import (
     FAR_FUTURE,
     STATUS_ORDER,
     deadline_nulls_last,
-    due_after,
     due_range,
+    far_due,
     status_rank,
 )
 from taskapi.schemas.common import CursorInstant, Id
@@ -86,7 +86,7 @@ _FILTERS: dict[str, Callable[[], ColumnElement[bool]]] = {
     "p_user": lambda: Task.assigned_user_id == bindparam("p_user"),
     "p_status": lambda: Task.status == bindparam("p_status"),
     "p_due_before": lambda: Task.deadline < bindparam("p_due_before"),
-    "p_due_after": lambda: due_after(bindparam("p_due_after", type_=UTCDateTime())),
+    "p_due_after": lambda: Task.deadline >= bindparam("p_due_after"),
     "p_q": lambda: holds(Task.title, Task.description, "p_q"),
     "p_ids": lambda: ids_in("p_ids"),  # a search's candidates (services/tasks/search.py)
 }
@@ -96,8 +96,8 @@ _DUE = frozenset({"p_due_before", "p_due_after"})
 
 
 @functools.lru_cache(maxsize=512)
-def _list_statements(filters: frozenset[str], sort: str,
-                     after: bool) -> Executable:
+def _list_statements(filters: frozenset[str], sort: str, after: bool,
+                     far: bool = False) -> Executable:
     """The page statement of one shape of list query, built once: a query's values are only
     bound. Building and coercing the statement cost more CPU than running it (2^5 filter
     sets, a search's with candidates or not, x 5 sorts x cursor or not: 480 shapes at most)."""
@@ -112,8 +112,12 @@ def _list_statements(filters: frozenset[str], sort: str,
     if sort.endswith("deadline") and filters & _DUE:
         # On the sort's own index the due dates bound the walk (decision 047).
         conditions = [c for name, c in where.items() if name not in _DUE]
-        conditions += due_range(*(bindparam(name, type_=UTCDateTime()) if name in filters
-                                  else None for name in ("p_due_before", "p_due_after")))
+        if far:  # the tasks due at FAR_FUTURE itself: due_after's other part (_page_rows)
+            conditions.append(far_due())
+        else:
+            conditions += due_range(*(bindparam(name, type_=UTCDateTime()) if name in filters
+                                      else None for name in ("p_due_before", "p_due_after")),
+                                    below_far=True)
     if after:
         # (key, id) after the cursor's, spelled so that the key's range is an index bound
         # on both databases (SQLite does not bound an expression index by a row value).
@@ -162,14 +166,33 @@ def list_tasks(conn: Connection, actor: Actor, query: TaskListQuery,
         # One person's tasks are few; a deadline sort walks the range itself.
         if (found := due_candidates(conn, query.due_before, query.due_after)) is not None:
             params["p_ids"] = found
-    page = _list_statements(frozenset(params), query.sort, bool(query.cursor))
+    filters = frozenset(params)
     if query.cursor:
         params.update(_cursor_params(query.sort, query.cursor))
-    rows = conn.execute(page, {**params, "p_limit": query.limit + 1}).all()
+    rows = _page_rows(conn, filters, params, query)
     more = len(rows) > query.limit
     items = TASK_LIST.validate_python([row._asdict() for row in rows[: query.limit]])
     next_cursor = encode_cursor(_cursor_values(items[-1], query.sort)) if more else None
     return Page(items, next_cursor, _total(conn, params, query, len(items), more))
+
+
+def _page_rows(conn: Connection, filters: frozenset[str], params: dict[str, Any],
+               query: TaskListQuery) -> list[Any]:
+    """The page's rows and one more. due_after alone on a deadline sort reads two bounded
+    ranges of the deadline's index rather than one that reaches the tasks without a deadline
+    (all at FAR_FUTURE there): the range below FAR_FUTURE, and the tasks due at FAR_FUTURE
+    itself, which sort after every other deadline (first when descending)."""
+    parts = [False]
+    if (query.sort.endswith("deadline") and "p_due_after" in filters
+            and "p_due_before" not in filters):
+        parts = [True, False] if query.sort.startswith("-") else [False, True]
+    rows: list[Any] = []
+    for far in parts:
+        need = query.limit + 1 - len(rows)
+        if need > 0:
+            page = _list_statements(filters, query.sort, bool(query.cursor), far)
+            rows += conn.execute(page, {**params, "p_limit": need}).all()
+    return rows
 
 
 # The filters a counter answers (decision 045): the rest (due dates, q) count nothing.

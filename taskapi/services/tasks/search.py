@@ -38,7 +38,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from taskapi.models import Task, UTCDateTime
 from taskapi.models.search import MIN_INDEXED, fts_phrase
-from taskapi.models.task import due_range
+from taskapi.models.task import due_range, far_due
 
 CANDIDATES = 2000
 
@@ -80,11 +80,14 @@ def _capped(found: Sequence[int]) -> str | None:
 
 def _due_probe(before: bool, after: bool) -> Any:
     bounds = due_range(bindparam("b", type_=UTCDateTime()) if before else None,
-                       bindparam("a", type_=UTCDateTime()) if after else None)
+                       bindparam("a", type_=UTCDateTime()) if after else None, below_far=True)
     return select(Task.id).where(*bounds).limit(bindparam("cap"))
 
 
 _DUE_PROBES = {(b, a): _due_probe(b, a) for b, a in ((True, False), (False, True), (True, True))}
+# due_after alone also holds the tasks due at FAR_FUTURE itself (below FAR_FUTURE in the
+# range are only the others): looked up apart, in ix_tasks_deadline.
+_FAR_PROBE = select(Task.id).where(far_due()).limit(bindparam("cap"))
 
 
 def due_candidates(conn: Connection, before: datetime | None,
@@ -92,8 +95,11 @@ def due_candidates(conn: Connection, before: datetime | None,
     """The ids of the tasks due in the range (a JSON array, for ids_in), from the deadline's
     index, when there are at most CANDIDATES; None for a wider range."""
     probe = _DUE_PROBES[(before is not None, after is not None)]
-    found = conn.execute(probe, {"b": before, "a": after, "cap": CANDIDATES + 1})
-    return _capped(found.scalars().all())
+    found = list(conn.execute(probe, {"b": before, "a": after,
+                                      "cap": CANDIDATES + 1}).scalars())
+    if before is None and len(found) <= CANDIDATES:
+        found += conn.execute(_FAR_PROBE, {"cap": CANDIDATES + 1 - len(found)}).scalars()
+    return _capped(found)
 
 
 class json_ints(FunctionElement[Any]):
