@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, Field
 from quart import Quart
 from quart_schema import validate_request
+from sqlalchemy import text
 
 from taskapi.app import create_app
 
@@ -111,3 +112,35 @@ async def test_a_bad_query_string_says_query_not_body(client, make_user) -> None
     assert body["detail"] == "The query string is invalid." and body["errors"][0]["loc"] == ["limit"]
     response = await client.post("/_echo", json={"name": ""})
     assert (await response.get_json())["detail"] == "The request body is invalid."
+
+
+async def test_a_refused_connection_is_database_unavailable(database_url: str) -> None:
+    """PostgreSQL out of connections ("sorry, too many clients already", SQLSTATE 53300)
+    is busy, not a bug: a 503 to retry, not a 500 (a compare.py run on PostgreSQL with four
+    apps sharing max_connections answered 500s). A role with CONNECTION LIMIT 0 gets the
+    same SQLSTATE for real."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's connection limit")
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from taskapi.http.problems import database_unavailable
+
+    admin = create_async_engine(database_url)
+    async with admin.connect() as conn:
+        await conn.execute(text("DROP ROLE IF EXISTS taskapi_no_connections"))
+        await conn.execute(text("CREATE ROLE taskapi_no_connections LOGIN CONNECTION LIMIT 0"))
+        await conn.commit()
+    limited = create_async_engine(database_url.replace("://postgres@", "://taskapi_no_connections@"))
+    try:
+        with pytest.raises(DBAPIError) as refused:
+            async with limited.connect():
+                pass
+        assert getattr(refused.value.orig, "sqlstate", None) == "53300"
+        assert database_unavailable(refused.value)
+    finally:
+        await limited.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text("DROP ROLE IF EXISTS taskapi_no_connections"))
+            await conn.commit()
+        await admin.dispose()

@@ -24,8 +24,9 @@ MAX_ERRORS_SHOWN = 20  # validation errors listed in a 422 (error_count has them
 MAX_TEXT_SHOWN = 100  # characters of each loc part and msg
 # PostgreSQL SQLSTATEs meaning "busy or unreachable, try again": lock_not_available,
 # query_canceled (a lock or statement timeout), admin/crash shutdown, cannot_connect_now,
-# and the connection exception class (08…).
-_RETRYABLE_SQLSTATES = ("55P03", "57014", "57P01", "57P02", "57P03", "08")
+# too_many_connections (the server's or a role's connection limit), and the connection
+# exception class (08…).
+_RETRYABLE_SQLSTATES = ("55P03", "57014", "57P01", "57P02", "57P03", "53300", "08")
 
 
 def database_unavailable(error: BaseException) -> bool:
