@@ -52,6 +52,32 @@ _JSON = (b"content-type", b"application/json")
 STARTED_KEY = "taskapi.started"
 
 
+def plain_headers(scope: Mapping[str, Any], cors: bool) -> dict[bytes, bytes] | None:
+    """The request's headers, one value each, when nothing in its head needs Quart: no
+    repeated header, no head error (limits.head_error), no Origin while CORS is on, no body.
+    None otherwise: Quart answers (also for the layer below, http/event_stream.py)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in headers:  # a repeated header: let Quart interpret it
+            return None
+        headers[name] = value
+    if head_error(scope.get("query_string", b""), scope["headers"]) is not None:
+        return None
+    if ((cors and b"origin" in headers) or b"content-length" in headers
+            or b"transfer-encoding" in headers):
+        return None
+    return headers
+
+
+def scope_client_ip(scope: Mapping[str, Any], headers: Mapping[bytes, bytes],
+                    state: AppState) -> str:
+    """The client's address as the gate counts it (Quart's request.remote_addr, then the
+    trusted proxies' X-Forwarded-For)."""
+    peer = (scope.get("client") or ("<local>",))[0]
+    return resolve_client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1"),
+                             state.settings.trusted_networks)
+
+
 class CachedReads:
     """ASGI middleware: answer cache hits of `@prefetch` routes, pass everything else on."""
 
@@ -94,16 +120,11 @@ class CachedReads:
         """True when the response was sent from the cache."""
         if not self.state.cache.enabled:
             return False
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in headers:  # a repeated header: let Quart interpret it
-                return False
-            headers[name] = value
-        if head_error(scope.get("query_string", b""), scope["headers"]) is not None:
-            return False  # Quart answers the problem
+        headers = plain_headers(scope, self.cors)
+        if headers is None:
+            return False  # Quart answers
         authorization = headers.get(b"authorization", b"")
-        if (authorization[:7].lower() != b"bearer " or (self.cors and b"origin" in headers)
-                or b"content-length" in headers or b"transfer-encoding" in headers):
+        if authorization[:7].lower() != b"bearer ":
             return False
         route = self._route(scope["path"])
         if route is None:
@@ -121,10 +142,7 @@ class CachedReads:
         except APIError:
             return False  # a repeated parameter: Quart answers the 422
         spec = declared.spec_for(claims.user_id, args, canonical(pairs))
-        peer = (scope.get("client") or ("<local>",))[0]  # as Quart's request.remote_addr
-        ip = resolve_client_ip(peer, headers.get(b"x-forwarded-for", b"").decode("latin-1"),
-                               state.settings.trusted_networks)
-        trip = await make_first_trip(state, claims, spec, ip)
+        trip = await make_first_trip(state, claims, spec, scope_client_ip(scope, headers, state))
         if trip is None:
             return False  # Redis down: Quart answers from the database
         scope[FIRST_TRIP_KEY] = trip

@@ -35,10 +35,8 @@ from taskapi.core.querystring import query_pairs, single_valued
 from taskapi.core.state import AppState
 from taskapi.http.admission import STREAM_PATHS
 from taskapi.http.blueprints.events import SSE, sse_body
-from taskapi.http.cached_reads import STARTED_KEY
-from taskapi.http.client import resolve_client_ip
+from taskapi.http.cached_reads import STARTED_KEY, plain_headers, scope_client_ip
 from taskapi.http.gate import FIRST_TRIP_KEY, make_first_trip
-from taskapi.http.limits import head_error
 from taskapi.http.live import CALLER_KEY, HUB_KEY, header_event_id, stream_actor
 from taskapi.schemas.events import EventsQuery
 from taskapi.services.live import Hub
@@ -74,14 +72,8 @@ class EventStreams:
     async def _open(self, scope: dict[str, Any]
                     ) -> tuple[Hub, Stream, int | None, str] | None:
         """The stream opened for this request, or None: Quart answers."""
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in headers:  # a repeated header: let Quart interpret it
-                return None
-            headers[name] = value
-        if ((self.cors and b"origin" in headers) or b"content-length" in headers
-                or b"transfer-encoding" in headers
-                or head_error(scope.get("query_string", b""), scope["headers"]) is not None):
+        headers = plain_headers(scope, self.cors)
+        if headers is None:
             return None
         try:
             query = EventsQuery.model_validate(
@@ -103,10 +95,7 @@ class EventStreams:
                 claims = tokens.decode_bearer(state.signing_key, bearer)
             except APIError:
                 pass  # counted against the address, as in the gate; the 401 comes below
-        peer = (scope.get("client") or ("<local>",))[0]  # as Quart's request.remote_addr
-        ip = resolve_client_ip(peer, _text(headers, b"x-forwarded-for", ""),
-                               state.settings.trusted_networks)
-        trip = await make_first_trip(state, claims, None, ip)
+        trip = await make_first_trip(state, claims, None, scope_client_ip(scope, headers, state))
         if trip is None:
             return None  # Redis down: Quart answers as the gate then does
         scope[FIRST_TRIP_KEY] = trip  # counted: Quart must not count it again
