@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Enum, MetaData
+from sqlalchemy import DateTime, Enum, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -54,3 +54,13 @@ def string_enum(enum_cls: type[enum.Enum], name: str) -> Enum:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def create_with_schema(ddl: dict[str, list[str]]) -> None:
+    """Run `ddl` (statements per dialect name: triggers, search tables) whenever
+    Base.metadata.create_all creates the schema, as its migration runs them."""
+    def _run(_metadata: Any, connection: Any, **_kw: Any) -> None:
+        for statement in ddl.get(connection.dialect.name, []):
+            connection.exec_driver_sql(statement)
+
+    event.listen(Base.metadata, "after_create", _run)

@@ -9,17 +9,17 @@ deleted on another): only the sums mean anything. user_counts: one row per is_ap
 Rows are never deleted by the triggers (`taskapi db recount` prunes those at 0).
 
 The triggers are the same on every path that creates the schema: migration 0012 runs
-TRIGGERS_DDL, and Base.metadata.create_all runs it too (the listener at the bottom).
+TRIGGERS_DDL, and Base.metadata.create_all runs it too (create_with_schema, at the bottom).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, event, func, literal, select, union_all
+from sqlalchemy import Boolean, Integer, String, func, literal, select, union_all
 from sqlalchemy.orm import Mapped, mapped_column
 
-from taskapi.models.base import Base
+from taskapi.models.base import Base, create_with_schema
 from taskapi.models.task import Task
 from taskapi.models.user import User
 
@@ -154,7 +154,4 @@ DROP_TRIGGERS_DDL = {
 }
 
 
-@event.listens_for(Base.metadata, "after_create")
-def _create_triggers(_metadata: Any, connection: Any, **_kw: Any) -> None:
-    for statement in TRIGGERS_DDL.get(connection.dialect.name, []):
-        connection.exec_driver_sql(statement)
+create_with_schema(TRIGGERS_DDL)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, event, func, select
+from sqlalchemy import ColumnElement, Integer, String, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.functions import FunctionElement
 
-from taskapi.models.base import Base
+from taskapi.models.base import Base, create_with_schema
 from taskapi.models.counts import SLOTS
 from taskapi.models.task import Task
 
@@ -112,7 +112,4 @@ DROP_DUE_TRIGGERS_DDL = {
 }
 
 
-@event.listens_for(Base.metadata, "after_create")
-def _create_triggers(_metadata: Any, connection: Any, **_kw: Any) -> None:
-    for statement in DUE_TRIGGERS_DDL.get(connection.dialect.name, []):
-        connection.exec_driver_sql(statement)
+create_with_schema(DUE_TRIGGERS_DDL)

@@ -14,7 +14,7 @@ reading every row:
   assignee write leaves it alone (a new row version of tasks would re-insert every trigram
   of the text into both GIN indexes).
 
-Neither is a model: create_all runs SEARCH_DDL (the listener at the bottom), migration 0014
+Neither is a model: create_all runs SEARCH_DDL (create_with_schema), migration 0014
 runs it and backfills in batches, and autogenerate leaves the tables out (migrations/env.py).
 A later SQLite migration that copies tasks (a batch ALTER) drops its triggers and must run
 SEARCH_DDL again.
@@ -22,11 +22,7 @@ SEARCH_DDL again.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event
-
-from taskapi.models.base import Base
+from taskapi.models.base import create_with_schema
 from taskapi.models.task import EXPRESSION_INDEXES
 
 SEARCH_TABLES = frozenset({"task_search", "task_search_data", "task_search_idx",
@@ -111,7 +107,4 @@ def fts_phrase(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-@event.listens_for(Base.metadata, "after_create")
-def _create_search(_metadata: Any, connection: Any, **_kw: Any) -> None:
-    for statement in SEARCH_DDL.get(connection.dialect.name, []):
-        connection.exec_driver_sql(statement)
+create_with_schema(SEARCH_DDL)
