@@ -26,7 +26,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
 
 from taskapi.config import Settings
 from taskapi.core import stream_metrics as metrics
@@ -34,10 +33,10 @@ from taskapi.core.db import Database
 from taskapi.core.errors import APIError
 from taskapi.core.event_channel import CHANNEL
 from taskapi.core.redis_client import GuardedRedis
-from taskapi.services import events
 from taskapi.services.authstate import Actor
 from taskapi.services.live_auth import current_actors
 from taskapi.services.live_events import REVOKED, SHUTDOWN, SLOW, Event, Stream, view_of
+from taskapi.services.live_log import head as log_head
 from taskapi.services.live_log import needs_reset, read_after
 
 log = logging.getLogger("taskapi.live")
@@ -157,13 +156,18 @@ class Hub:
                 await asyncio.sleep(POLL_INTERVAL_DOWN)
 
     async def _find_head(self) -> None:
-        async with self.db.session(write=False) as session:
-            self.head = await session.scalar(select(func.max(events.EVENTS.c.id))) or 0
+        self.head = await log_head(self.db)
 
     async def read_new(self) -> None:
-        """Offer every event after `head` to the streams, in id order."""
+        """Offer every event after `head` to the streams, in id order. With no stream open
+        only the head moves (one index lookup instead of the rows)."""
         if self.head < 0:  # not known yet: live streams begin at the log's end
             await self._find_head()
+        elif not self.streams:
+            latest = await log_head(self.db)
+            if not self.streams:  # still none (a stream opened meanwhile gets the rows)
+                self.head = max(self.head, latest)
+                return
         while True:
             rows = await read_after(self.db, self.head, PAGE)
             for event in rows:

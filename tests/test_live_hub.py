@@ -1,0 +1,80 @@
+"""services/live.py's hub with no stream open: it moves its head without reading the rows
+(every worker reads the log after every write), and a stream that opens while it looks the
+head up still gets every event after the head it had."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from taskapi.http.current import EXTENSION_KEY
+from taskapi.models import Role
+from taskapi.services import live
+from taskapi.services.authstate import Actor
+from taskapi.services.live_log import head as log_head
+
+
+def _hub(app: Any) -> live.Hub:
+    """A hub of its own (not started: no background reads), on the app's database."""
+    state = app.extensions[EXTENSION_KEY]
+    return live.Hub(state.settings, state.db, state.redis, state.redis_url)
+
+
+async def _create(client: Any, staff: Any, title: str) -> int:
+    answer = await client.post("/tasks", json={"title": title}, headers=staff.headers)
+    assert answer.status_code == 201
+    return int((await answer.get_json())["id"])
+
+
+async def test_with_no_stream_only_the_head_moves(app, client, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    staff = await make_user("manager")
+    hub = _hub(app)
+    await hub.read_new()  # the head at the log's end
+    for n in range(3):
+        await _create(client, staff, f"quiet {n}")
+
+    async def no_rows(*_: Any) -> list[Any]:
+        raise AssertionError("read the rows with no stream open")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(live, "read_after", no_rows)
+        await hub.read_new()
+    assert hub.head == await log_head(hub.db)
+
+    stream = hub.open(Actor(staff.id, Role.MANAGER, "sid"))
+    task_id = await _create(client, staff, "heard")
+    await hub.read_new()
+    assert [(e.type, e.task_id) for e in stream.queue] == [("task.created", task_id)]
+
+
+async def test_a_stream_opened_during_the_head_lookup_misses_nothing(app, client, make_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    staff = await make_user("manager")
+    hub = _hub(app)
+    await hub.read_new()
+    first = await _create(client, staff, "before the stream")
+    opened: list[live.Stream] = []
+
+    async def head_then_open(db: Any) -> int:
+        latest = await log_head(db)
+        opened.append(hub.open(Actor(staff.id, Role.MANAGER, "sid")))
+        return latest
+
+    monkeypatch.setattr(live, "log_head", head_then_open)
+    await hub.read_new()
+    # The stream opened after the hub's head was read: it gets the rows after that head,
+    # as a stream opened a moment later would, not a head moved past them.
+    assert [e.task_id for e in opened[0].queue] == [first]
+
+
+@pytest.mark.parametrize("streams", [0, 1])
+async def test_the_head_never_moves_back(app, client, make_user, streams) -> None:  # type: ignore[no-untyped-def]
+    staff = await make_user("manager")
+    hub = _hub(app)
+    for _ in range(streams):
+        hub.open(Actor(staff.id, Role.MANAGER, "sid"))
+    await _create(client, staff, "one")
+    await hub.read_new()
+    seen = hub.head
+    await hub.read_new()
+    assert hub.head == seen == await log_head(hub.db)
