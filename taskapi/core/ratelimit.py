@@ -11,8 +11,9 @@ refused request takes nothing. Redis down: limits fail open, logged once per out
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 from taskapi.core.cache import CacheSpec
 from taskapi.core.errors import APIError
 from taskapi.core.redis_client import EPOCH_KEY, GuardedRedis, usable
+from taskapi.core.redis_pipe import ScriptPipe
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,11 @@ def _text(value: bytes | str | None) -> str | None:
 class RequestGate:
     def __init__(self, redis: GuardedRedis) -> None:
         self.redis = redis
-        self._script = redis.register_script(_REQUEST_LUA)
+        pool = redis.connection_pool
+        # Pipelined on a connection of its own (core/redis_pipe.py), else redis-py's pool.
+        self._script: Callable[..., Awaitable[Any]] = (
+            ScriptPipe(pool, _REQUEST_LUA) if ScriptPipe.supports(pool)
+            else redis.register_script(_REQUEST_LUA))
 
     async def __call__(self, user_limit: Limit | None, ip_limit: Limit,
                        auth: tuple[str, str, int] | None,
