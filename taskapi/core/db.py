@@ -10,11 +10,13 @@ The hot task routes do not use the per-request session: see Database.run (decisi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, event, make_url
 from sqlalchemy import create_engine as create_sync_engine
@@ -27,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from taskapi.core.sqlite_writer import WriterTurns
 
 T = TypeVar("T")
 
@@ -45,6 +49,9 @@ _NO_BEGIN = "taskapi_single_statement"
 # Threads that run units of work on SQLite (Database.run). SQLite runs with the GIL released,
 # the Python around it holds it: more threads than this add switching, not throughput.
 SQLITE_READ_THREADS = 4
+# An inline write that meets another writer tries again after these pauses (doubling).
+_INLINE_PAUSE_S = 0.0005
+_INLINE_PAUSE_MAX_S = 0.002
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
@@ -106,6 +113,10 @@ class Database:
     inline_engine: Engine | None = None
     # PostgreSQL only: connections in autocommit, for Database.run's reads and statements.
     autocommit_engine: AsyncEngine | None = None
+    # SQLite on a file: Database.run's write transactions of every process take turns
+    # (core/sqlite_writer.py).
+    writer_turns: WriterTurns | None = None
+    lock_timeout: float = LOCK_TIMEOUT_S
     _threads: dict[str, ThreadPoolExecutor] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -141,7 +152,11 @@ class Database:
             inline = create_sync_engine(sync_url, pool_size=1, max_overflow=1,
                                         connect_args={"timeout": 0})
             _install_sqlite_hooks(inline, 0)
-            return cls(create_engine(url, lock_timeout, **kwargs), writer, threaded, inline)
+            file = sync_url.database
+            turns = (WriterTurns(Path(file), lock_timeout)
+                     if file and file != ":memory:" and not file.startswith("file:") else None)
+            return cls(create_engine(url, lock_timeout, **kwargs), writer, threaded, inline,
+                       writer_turns=turns, lock_timeout=lock_timeout)
         # Per process at most 24 + 16 connections (a PostgreSQL default allows 100 in all).
         sessions = create_engine(url, lock_timeout, **{"pool_size": 12, "max_overflow": 12,
                                                        **kwargs})
@@ -176,9 +191,10 @@ class Database:
         thread (write transactions queued on one, the rest on SQLITE_READ_THREADS).
 
         `inline` (SQLite): work the caller knows to be a few index lookups (a primary key,
-        one user's tasks) runs right here on the event loop. It never waits there: its
-        connection has no busy timeout, and work that meets a lock is rolled back and run
-        again on a thread, which waits the normal busy timeout. Unbounded work (a text search
+        one user's tasks) runs right here on the event loop. It never blocks there: its
+        connection has no busy timeout; a write that meets a lock is rolled back and tried
+        again after short sleeps (decision 049), other work runs again on a thread, which
+        waits the normal busy timeout. Unbounded work (a text search
         over all tasks, counts over the whole table) must not be inline: it would stall every
         request of the worker.
 
@@ -202,15 +218,39 @@ class Database:
                 # Why: docs/decisions/006-postgresql-autocommit-pool.md
                 return await self._autocommit(work)
         mode = "single" if single else "write" if write else "read"
+        turns = self.writer_turns if write and not single else None
         if inline:
-            try:
-                return _run_sqlite(self._sync_engines["inline-" + mode], work, single)
-            except OperationalError as exc:
-                if not _sqlite_busy(exc):
-                    raise
+            done, result = await self._run_inline(mode, work, single, write, turns)
+            if done:
+                return cast(T, result)
         pool = self._threads["write" if write else "read"]
         return await asyncio.get_running_loop().run_in_executor(
-            pool, _run_sqlite, self._sync_engines[mode], work, single)
+            pool, _run_in_turn, turns, self._sync_engines[mode], work, single)
+
+    async def _run_inline(self, mode: str, work: Callable[[Connection], T], single: bool,
+                          write: bool, turns: WriterTurns | None) -> tuple[bool, T | None]:
+        """`work` on the event loop: (True, its result), or (False, None) when it must run
+        on a thread after all. A write that meets another writer (another process's turn,
+        SQLite's lock) waits for it here, in short asyncio sleeps, up to the busy timeout: on
+        the write thread it would also wait for the GIL, which this loop holds while busy,
+        up to the 5 ms switch interval at each of its statements (decision 049)."""
+        engine = self._sync_engines["inline-" + mode]
+        deadline = time.monotonic() + self.lock_timeout
+        pause = _INLINE_PAUSE_S
+        while True:
+            if turns is None or turns.acquire(wait=False):
+                try:
+                    return True, _run_sqlite(engine, work, single)
+                except OperationalError as exc:
+                    if not _sqlite_busy(exc):
+                        raise
+                finally:
+                    if turns is not None:
+                        turns.release()
+            if not write or time.monotonic() >= deadline:
+                return False, None
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, _INLINE_PAUSE_MAX_S)
 
     async def _autocommit(self, work: Callable[[Connection], T]) -> T:
         async with (self.autocommit_engine or self.engine).connect() as conn:
@@ -221,6 +261,8 @@ class Database:
     async def dispose(self) -> None:
         for pool in self._threads.values():
             pool.shutdown(wait=True)
+        if self.writer_turns is not None:
+            self.writer_turns.close()
         for engine in (self.sync_engine, self.inline_engine):
             if engine is not None:
                 engine.dispose()
@@ -229,6 +271,16 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not None:
             await self.write_engine.dispose()
+
+
+def _run_in_turn(turns: WriterTurns | None, engine: Engine, work: Callable[[Connection], T],
+                 single: bool) -> T:
+    held = turns is not None and turns.acquire(wait=True)
+    try:
+        return _run_sqlite(engine, work, single)
+    finally:
+        if held:
+            turns.release()  # type: ignore[union-attr]
 
 
 def _run_sqlite(engine: Engine, work: Callable[[Connection], T], single: bool) -> T:
