@@ -78,3 +78,27 @@ async def test_the_head_never_moves_back(app, client, make_user, streams) -> Non
     seen = hub.head
     await hub.read_new()
     assert hub.head == seen == await log_head(hub.db)
+
+
+async def test_a_write_moves_its_versions_and_pokes_the_hubs_once(app, client, make_user, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    from taskapi.core.cache import mine_version, task_version, tasks_version
+    from taskapi.core.event_channel import CHANNEL
+
+    staff, worker = await make_user("manager"), await make_user("employee")
+    answer = await client.post("/tasks", json={"title": "poke", "assigned_user_id": worker.id},
+                               headers=staff.headers)
+    task_id = (await answer.get_json())["id"]
+    keys = [tasks_version(), task_version(task_id), mine_version(worker.id)]
+    before = [int(redis_sync.get(k) or 0) for k in keys]
+    pubsub = redis_sync.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(CHANNEL)
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+    answer = await client.put(f"/task/{task_id}/status", json={"status": "completed"},
+                              headers=worker.headers)
+    assert answer.status_code == 200
+    pokes = []
+    while (message := pubsub.get_message(timeout=0.5)) is not None:
+        pokes.append(message)
+    pubsub.close()
+    assert [p["channel"] for p in pokes] == [CHANNEL.encode()]
+    assert [int(redis_sync.get(k) or 0) for k in keys] == [b + 1 for b in before]

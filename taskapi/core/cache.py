@@ -146,20 +146,26 @@ class ResponseCache:
             self.redis.guard.failed(error)
 
 
-async def bump(redis: GuardedRedis, *version_keys: str) -> None:
-    """After a commit: invalidate every entry that depends on these versions. With Redis
-    down this is skipped: the epoch moves on when it is back, invalidating everything."""
-    if not version_keys or not await usable(redis):
-        return
+async def bump(redis: GuardedRedis, *version_keys: str, publish: str | None = None) -> bool:
+    """After a commit: invalidate every entry that depends on these versions, and PUBLISH an
+    empty message on `publish` (a channel) in the same round trip. With Redis down this is
+    skipped (False): the epoch moves on when it is back, invalidating everything."""
+    if not (version_keys or publish) or not await usable(redis):
+        return False
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for key in dict.fromkeys(version_keys):
                 pipe.incr(key)
+            if publish is not None:
+                pipe.publish(publish, b"")
             await pipe.execute()
     except (RedisError, OSError) as error:
         # Entries built before this write stay reachable until the epoch moves on.
-        log.error("cache invalidation failed for %s: %r", ", ".join(version_keys), error)
+        log.error("cache invalidation failed for %s: %r",
+                  ", ".join(version_keys) or publish, error)
         redis.guard.failed(error)
+        return False
+    return True
 
 
 async def cached(cache: ResponseCache, spec: CacheSpec, build: Callable[[], Awaitable[Entry]],

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-
 from taskapi.core import stream_metrics
-from taskapi.core.redis_client import GuardedRedis, usable
+from taskapi.core.cache import bump
+from taskapi.core.redis_client import GuardedRedis
 
 CHANNEL = "taskapi:events"
 
 
-async def announce(redis: GuardedRedis) -> None:
-    """After a commit that recorded events: poke every process's hub (services/live.py).
-    Best effort: with Redis away the hubs' periodic read delivers the event a little later."""
-    if not await usable(redis):
-        return
-    try:
-        await redis.publish(CHANNEL, b"")
+async def announce(redis: GuardedRedis, *version_keys: str) -> None:
+    """After a commit that recorded events: move these cache versions (core/cache.bump) and
+    poke every process's hub (services/live.py), in one round trip. Best effort: with Redis
+    away the hubs' periodic read delivers the event a little later."""
+    if await bump(redis, *version_keys, publish=CHANNEL):
         stream_metrics.EVENTS_PUBLISHED.inc()
-    except (RedisError, OSError) as error:
-        redis.guard.failed(error)

@@ -164,9 +164,11 @@ async def delete_user(session: AsyncSession, ctx: AppState, actor: Actor, user_i
     await session.commit()
     await publish(ctx.redis, state_change(user_id, None, sids))
     # Their tasks were unassigned by the foreign key: those tasks, lists and stats change too.
-    await bump(ctx.redis, users_version(), tasks_version(), mine_version(user_id),
-               *(task_version(task_id) for task_id in their_tasks))
+    versions = (users_version(), tasks_version(), mine_version(user_id),
+                *(task_version(task_id) for task_id in their_tasks))
+    if their_tasks:  # their unassignments also reach the live streams
+        await announce(ctx.redis, *versions)
+    else:
+        await bump(ctx.redis, *versions)
     if email_key:
         await notifications.dispatch(ctx.redis, email_key)
-    if their_tasks:
-        await announce(ctx.redis)  # their unassignments reach the live streams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskapi.core.cache import bump, mine_version, task_version, tasks_version
+from taskapi.core.cache import mine_version, task_version, tasks_version
 from taskapi.core.errors import APIError, not_found
 from taskapi.core.event_channel import announce
 from taskapi.core.state import AppState
@@ -48,6 +48,6 @@ async def assignable(session: AsyncSession, user_id: int, field: str) -> User:
 
 
 async def after_write(ctx: AppState, task_id: int, *affected_users: int | None) -> None:
-    await bump(ctx.redis, tasks_version(), task_version(task_id),
-               *(mine_version(uid) for uid in affected_users if uid is not None))
-    await announce(ctx.redis)  # the write's event reaches the live streams
+    # The versions move and the write's event reaches the live streams: one round trip.
+    await announce(ctx.redis, tasks_version(), task_version(task_id),
+                   *(mine_version(uid) for uid in affected_users if uid is not None))
