@@ -184,6 +184,7 @@ def _install_lifecycle(app: Quart) -> None:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         background.clear()
+        state.gate.close()
         await state.redis.aclose()
         await state.db.dispose()
         if state.embedded is not None:

@@ -115,3 +115,14 @@ async def test_a_paused_server_times_the_calls_out_then_recovers(own_redis: Redi
     finally:
         os.kill(own_redis.process.pid, signal.SIGCONT)
     assert (await pipe(["k"], ["resumed", 5]))[0] == 5
+
+
+async def test_close_drops_the_connection_and_a_later_call_connects_again(redis_url: str, redis_sync) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipe(redis_url)
+    assert (await pipe(["pipe:z"], ["one", 1]))[0] == 1
+    first = pipe._link
+    assert first is not None and first.transport is not None
+    pipe.close()
+    assert first.lost and first.transport.is_closing()
+    assert (await pipe(["pipe:z"], ["two", 2]))[0] == 2
+    assert pipe._link is not first and not pipe._link.lost

@@ -194,6 +194,10 @@ class RequestGate:
             ScriptPipe(pool, _REQUEST_LUA) if ScriptPipe.supports(pool)
             else redis.register_script(_REQUEST_LUA))
 
+    def close(self) -> None:
+        if isinstance(self._script, ScriptPipe):
+            self._script.close()
+
     async def __call__(self, user_limit: Limit | None, ip_limit: Limit,
                        auth: tuple[str, str, int] | None,
                        spec: CacheSpec | None) -> TripResult | None:

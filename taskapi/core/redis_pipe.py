@@ -100,6 +100,11 @@ class ScriptPipe:
             raise ResponseError(str(reply))
         return reply
 
+    def close(self) -> None:
+        """Drop the connection (calls in flight fail); a later call connects again."""
+        if self._link is not None and not self._link.lost:
+            self._link.fail(ConnectionError("closed"))
+
     async def _send(self, command: bytes) -> Any:
         link = await self._ready()
         loop = asyncio.get_running_loop()
