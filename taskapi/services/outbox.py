@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskapi import mail
 from taskapi.config import Settings
 from taskapi.core.db import Database, insert_ignoring
+from taskapi.core.shielded import run_to_end
 from taskapi.models import EmailOutbox, EmailStatus, ReportRequest, ReportStatus, utcnow
 from taskapi.services.outbox_checks import scrubbed_bodies, stale
 
@@ -207,7 +208,8 @@ async def deliver(db: Database, settings: Settings, mailer: mail.Mailer, *,
         # accepted, so no rerun sends it again, and release the rest now rather than leaving
         # it claimed until EMAIL_CLAIM_TIMEOUT has passed. Shielded: a second cancel must not
         # cut the UPDATE.
-        outcome.update(await asyncio.shield(_record(db, settings, token, rows, results, now)))
+        outcome.update(await run_to_end(_record(db, settings, token, rows, results, now),
+                                    "recording the outbox's sends"))
     return outcome
 
 

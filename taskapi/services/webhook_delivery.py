@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.config import Settings
 from taskapi.core.db import Database, insert_ignoring
+from taskapi.core.shielded import run_to_end
 from taskapi.models import DeliveryStatus, TaskEvent, WebhookDelivery, WebhookEndpoint, utcnow
 from taskapi.services.webhook_send import Attempt, send
 
@@ -232,12 +233,13 @@ async def _deliver_one(db: Database, settings: Settings, client: httpx.AsyncClie
                              body=delivery.body.encode(),
                              secrets=_signing_secrets(endpoint, utcnow()))
     except asyncio.CancelledError:
-        await asyncio.shield(_release(db, delivery, token))
+        await run_to_end(_release(db, delivery, token), f"releasing webhook delivery {delivery.id}")
         raise
     except Exception as error:  # a bug in one send must not hold the row for the lease
         log.exception("webhook %s event %s: send failed", endpoint.id, delivery.event_id)
         attempt = Attempt(None, f"{type(error).__name__}: {error}"[:500], None)
-    return await asyncio.shield(_record(db, settings, delivery, endpoint, token, attempt))
+    return await run_to_end(_record(db, settings, delivery, endpoint, token, attempt),
+                        f"recording webhook delivery {delivery.id}")
 
 
 async def deliver_due(db: Database, settings: Settings,

@@ -6,13 +6,12 @@ with its ETag (the new version). `if_match`: the request's If-Match, or None.
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskapi.core.errors import not_found
+from taskapi.core.shielded import run_to_end
 from taskapi.core.state import AppState
 from taskapi.models import Role, Task, TaskStatus, utcnow
 from taskapi.schemas.tasks import TaskAssign, TaskCreate, TaskOut, TaskStatusUpdate, TaskUpdate
@@ -133,7 +132,7 @@ async def set_status(ctx: AppState, actor: Actor, task_id: int, data: TaskStatus
         await after_write(ctx, task.id, task.assigned_user_id)
         return task, etag(version)
 
-    return await asyncio.shield(write_and_bump())
+    return await run_to_end(write_and_bump(), f"the status change of task {task_id}")
 
 
 async def assign_task(session: AsyncSession, ctx: AppState, actor: Actor, task_id: int,
