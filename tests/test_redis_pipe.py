@@ -126,3 +126,36 @@ async def test_close_drops_the_connection_and_a_later_call_connects_again(redis_
     assert first.lost and first.transport.is_closing()
     assert (await pipe(["pipe:z"], ["two", 2]))[0] == 2
     assert pipe._link is not first and not pipe._link.lost
+
+
+async def test_a_caller_cancelled_during_the_connect_does_not_fail_the_others(own_redis: RedisServer) -> None:
+    url = f"redis://:{own_redis.password.replace(' ', '%20')}@127.0.0.1:{own_redis.port}/0"
+    pipe = _pipe(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    assert own_redis.process is not None
+    os.kill(own_redis.process.pid, signal.SIGSTOP)  # the connect's AUTH waits for an answer
+    try:
+        calls = [asyncio.create_task(pipe(["k"], [f"v{i}", i])) for i in range(5)]
+        await asyncio.sleep(0.2)
+        calls[0].cancel()  # the caller that started the connect goes away
+    finally:
+        os.kill(own_redis.process.pid, signal.SIGCONT)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert [r[0] for r in results[1:]] == [1, 2, 3, 4]
+
+
+async def test_a_connection_lost_right_after_connecting_fails_the_call(redis_url: str, redis_sync, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pipe = _pipe(redis_url)
+    connect = pipe._connect
+
+    async def connect_then_lose(loop: Any) -> Any:  # the fault: Redis closes at once
+        link = await connect(loop)
+        link.fail(ConnectionError("closed by the server"))
+        await asyncio.sleep(0.05)  # its connection_lost has run before the caller's turn
+        return link
+
+    monkeypatch.setattr(pipe, "_connect", connect_then_lose)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(pipe(["k"], ["v", 1]), 3)
+    monkeypatch.undo()
+    assert (await pipe(["k"], ["v", 2]))[0] == 2

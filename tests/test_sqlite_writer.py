@@ -74,3 +74,21 @@ async def test_a_write_waits_for_the_other_process_turn(tmp_path: Path, inline: 
         other.close()
     finally:
         await db.dispose()
+
+
+async def test_where_no_lock_file_can_be_made_writes_go_on_at_once(tmp_path: Path) -> None:
+    db = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    try:
+        await db.run(lambda c: c.execute(text("CREATE TABLE t (n INTEGER)")), write=True)
+        assert db.writer_turns is not None
+        db.writer_turns.path = tmp_path / "missing-dir" / "w.db-writer"  # the fault
+        db.writer_turns.close()
+        started = time.monotonic()
+        for inline in (True, False, True):
+            await db.run(lambda c: c.execute(text("INSERT INTO t VALUES (1)")), write=True,
+                         inline=inline)
+        assert time.monotonic() - started < 1.0  # no wait for a turn that cannot be had
+        assert db.writer_turns.broken
+        assert await db.run(lambda c: c.scalar(text("SELECT count(*) FROM t"))) == 3
+    finally:
+        await db.dispose()

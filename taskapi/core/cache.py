@@ -160,9 +160,12 @@ async def bump(redis: GuardedRedis, *version_keys: str, publish: str | None = No
                 pipe.publish(publish, b"")
             await pipe.execute()
     except (RedisError, OSError) as error:
-        # Entries built before this write stay reachable until the epoch moves on.
-        log.error("cache invalidation failed for %s: %r",
-                  ", ".join(version_keys) or publish, error)
+        # Entries built before this write stay reachable until the epoch moves on; the live
+        # streams get the event at their hubs' next periodic read.
+        if version_keys:
+            log.error("cache invalidation failed for %s: %r", ", ".join(version_keys), error)
+        else:
+            log.warning("live-event poke on %s failed: %r", publish, error)
         redis.guard.failed(error)
         return False
     return True

@@ -49,9 +49,7 @@ _NO_BEGIN = "taskapi_single_statement"
 # Threads that run units of work on SQLite (Database.run). SQLite runs with the GIL released,
 # the Python around it holds it: more threads than this add switching, not throughput.
 SQLITE_READ_THREADS = 4
-# An inline write that meets another writer tries again after these pauses (doubling).
-_INLINE_PAUSE_S = 0.0005
-_INLINE_PAUSE_MAX_S = 0.002
+_INLINE_PAUSE_S, _INLINE_PAUSE_MAX_S = 0.0005, 0.002  # an inline write's retries, doubling
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
@@ -113,8 +111,7 @@ class Database:
     inline_engine: Engine | None = None
     # PostgreSQL only: connections in autocommit, for Database.run's reads and statements.
     autocommit_engine: AsyncEngine | None = None
-    # SQLite on a file: Database.run's write transactions of every process take turns
-    # (core/sqlite_writer.py).
+    # SQLite on a file: Database.run's writers of every process take turns (decision 049).
     writer_turns: WriterTurns | None = None
     lock_timeout: float = LOCK_TIMEOUT_S
     _threads: dict[str, ThreadPoolExecutor] = field(default_factory=dict, init=False)
@@ -153,7 +150,7 @@ class Database:
                                         connect_args={"timeout": 0})
             _install_sqlite_hooks(inline, 0)
             file = sync_url.database
-            turns = (WriterTurns(Path(file), lock_timeout)
+            turns = (WriterTurns(Path(file), lock_timeout / 2)
                      if file and file != ":memory:" and not file.startswith("file:") else None)
             return cls(create_engine(url, lock_timeout, **kwargs), writer, threaded, inline,
                        writer_turns=turns, lock_timeout=lock_timeout)
@@ -223,6 +220,7 @@ class Database:
             done, result = await self._run_inline(mode, work, single, write, turns)
             if done:
                 return cast(T, result)
+            turns = None  # it waited its share for a turn: SQLite's busy timeout decides now
         pool = self._threads["write" if write else "read"]
         return await asyncio.get_running_loop().run_in_executor(
             pool, _run_in_turn, turns, self._sync_engines[mode], work, single)
@@ -231,22 +229,23 @@ class Database:
                           write: bool, turns: WriterTurns | None) -> tuple[bool, T | None]:
         """`work` on the event loop: (True, its result), or (False, None) when it must run
         on a thread after all. A write that meets another writer (another process's turn,
-        SQLite's lock) waits for it here, in short asyncio sleeps, up to the busy timeout: on
-        the write thread it would also wait for the GIL, which this loop holds while busy,
+        SQLite's lock) waits for it here, in short asyncio sleeps, up to half the busy timeout:
+        on the write thread it would also wait for the GIL, which this loop holds while busy,
         up to the 5 ms switch interval at each of its statements (decision 049)."""
         engine = self._sync_engines["inline-" + mode]
-        deadline = time.monotonic() + self.lock_timeout
+        deadline = time.monotonic() + self.lock_timeout / 2
         pause = _INLINE_PAUSE_S
         while True:
-            if turns is None or turns.acquire(wait=False):
+            held = turns is not None and turns.acquire(wait=False)
+            if held or turns is None or turns.broken:  # broken: no lock file, SQLite's alone
                 try:
                     return True, _run_sqlite(engine, work, single)
                 except OperationalError as exc:
                     if not _sqlite_busy(exc):
                         raise
                 finally:
-                    if turns is not None:
-                        turns.release()
+                    if held:
+                        turns.release()  # type: ignore[union-attr]
             if not write or time.monotonic() >= deadline:
                 return False, None
             await asyncio.sleep(pause)

@@ -85,7 +85,7 @@ class ScriptPipe:
         self._sha = hashlib.sha1(self._script, usedforsecurity=False).hexdigest().encode()
         self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connecting: asyncio.Future[_Link] | None = None
+        self._connecting: asyncio.Task[_Link] | None = None
 
     @staticmethod
     def supports(pool: ConnectionPool) -> bool:
@@ -132,27 +132,36 @@ class ScriptPipe:
         asyncio.get_running_loop().call_later(self._timeout - waited, self._watch, link)
 
     async def _ready(self) -> _Link:
+        """The live connection, made if there is none: by one task that every caller waits
+        for, so a caller that is cancelled meanwhile does not cancel it for the others."""
         loop = asyncio.get_running_loop()
         link = self._link
         if link is not None and not link.lost and self._loop is loop:
             return link
         if self._connecting is None or self._loop is not loop:
             if link is not None and not link.lost:
-                link.fail(ConnectionError("event loop changed"))
+                try:
+                    link.fail(ConnectionError("event loop changed"))
+                except RuntimeError:  # its loop is closed: nothing is waiting there
+                    link.lost = True
             self._loop = loop
-            self._connecting = loop.create_future()
-            connecting = self._connecting
-            try:
-                self._link = await self._connect(loop)
-                connecting.set_result(self._link)
-            except BaseException as error:
-                connecting.set_exception(error)
-                connecting.exception()  # retrieved: the callers waiting on it re-raise it
-                raise
-            finally:
+            self._connecting = loop.create_task(self._connect_once(loop))
+            # Retrieved even when every caller has gone (they re-raise it themselves).
+            self._connecting.add_done_callback(lambda done: done.cancelled() or done.exception())
+        link = await asyncio.shield(self._connecting)
+        if link.lost:  # lost between its connect and this caller's turn
+            raise ConnectionError("Redis connection lost")
+        return link
+
+    async def _connect_once(self, loop: asyncio.AbstractEventLoop) -> _Link:
+        try:
+            link = await self._connect(loop)
+            if self._connecting is asyncio.current_task():  # not replaced meanwhile
+                self._link = link
+            return link
+        finally:
+            if self._connecting is asyncio.current_task():
                 self._connecting = None
-            return self._link
-        return await asyncio.shield(self._connecting)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Link:
         kw = self._kwargs

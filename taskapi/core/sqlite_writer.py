@@ -7,18 +7,21 @@ writer that finds it held waits in SQLite's busy handler, which sleeps 1, 2, 5, 
 of milliseconds later, the write mix's tail. An flock on `<database>-writer` is polled every
 half millisecond instead, so the next writer starts about as soon as the last one committed.
 SQLite's lock still decides: a writer that does not take this lock (an ORM session, another
-program) is waited for in the busy handler as before, and a writer that cannot get the lock
-file within the busy timeout goes on without it and gets SQLite's answer. Why: decision 049.
+program) is waited for in the busy handler as before, a writer that cannot get its turn within
+half the busy timeout goes on without it and gets SQLite's answer, and where the lock file
+cannot be used (`broken`) writers go on without turns. Why: decision 049.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 
+log = logging.getLogger("taskapi.db")
 _POLL_S = 0.0005  # between tries while another process writes
 
 
@@ -30,6 +33,7 @@ class WriterTurns:
         self.timeout = timeout
         self._fd: int | None = None
         self._local = threading.Lock()  # the event loop's inline writes and the write thread
+        self.broken = False  # the lock file cannot be used: writers go on without turns
 
     def _file(self) -> int:
         if self._fd is None:
@@ -50,8 +54,10 @@ class WriterTurns:
                     if not wait or time.monotonic() > deadline:
                         break
                     time.sleep(_POLL_S)
-        except OSError:  # no lock file (a read-only directory): SQLite's lock alone
-            pass
+        except OSError as error:  # no lock file or no flock here (NFS, a read-only directory)
+            if not self.broken:
+                log.warning("no writer turns on %s (%r): SQLite's lock alone", self.path, error)
+            self.broken = True
         self._local.release()
         return False
 
