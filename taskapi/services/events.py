@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +27,6 @@ ACTIONS = {CREATED: "created", UPDATED: "updated", STATUS_CHANGED: "status_chang
            ASSIGNED: "assigned", DELETED: "deleted", COMMENTED: "commented"}
 # Any constant: every event writer takes the same lock.
 EVENT_LOCK = 0x7461736B  # "task"
-_LOCK = text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})")
 EVENTS = cast(Table, TaskEvent.__table__)
 _INSERT = insert(EVENTS)
 _ROW = ("type", "task_id", "actor_id", "audience", "data", "changes", "created_at")
@@ -77,17 +76,19 @@ def values(type_: str, task_id: int, actor_id: int | None, audience: list[int | 
             "data": data, "changes": changes or {}, "created_at": utcnow()}
 
 
+def _insert_on(dialect: str) -> Any:
+    """PostgreSQL takes the log's lock in the insert; SQLite's single writer needs none."""
+    return _LOCKED_INSERT if dialect == "postgresql" else _INSERT
+
+
 async def record(session: AsyncSession, row: dict[str, Any]) -> None:
     """Record one event (built by `values`) in the session's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(_LOCKED_INSERT, row)
-    else:
-        await session.execute(_INSERT, row)
+    await session.execute(_insert_on(session.get_bind().dialect.name), row)
 
 
 def record_sync(conn: Connection, row: dict[str, Any]) -> None:
     """`record` for work run on a connection (Database.run)."""
-    conn.execute(_LOCKED_INSERT if conn.dialect.name == "postgresql" else _INSERT, row)
+    conn.execute(_insert_on(conn.dialect.name), row)
 
 
 HISTORY = (select(EVENTS.c.id, EVENTS.c.type, EVENTS.c.created_at, EVENTS.c.actor_id,

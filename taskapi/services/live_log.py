@@ -38,15 +38,18 @@ async def head(db: Database) -> int:
     return await db.run(lambda conn: int(conn.scalar(_HEAD) or 0), inline=True)
 
 
+_FIRST_AFTER = (select(_TABLE.c.created_at).where(_TABLE.c.id > bindparam("after"))
+                .order_by(_TABLE.c.id).limit(1))
+
+
 async def needs_reset(db: Database, last_id: int, retention: int) -> bool:
     """Whether the events after `last_id` cannot be replayed: the first of them is older
     than the retention (its payload may be pruned: decision 040), or the id is past the
     log's end (another log's id). The client must refetch rather than replay."""
-    table = events.EVENTS
-    async with db.session(write=False) as session:
-        first = await session.scalar(select(table.c.created_at).where(table.c.id > last_id)
-                                     .order_by(table.c.id).limit(1))
+    def work(conn: Connection) -> bool:
+        first = conn.scalar(_FIRST_AFTER, {"after": last_id})
         if first is not None:
             return bool(first < utcnow() - timedelta(seconds=retention))
-        high = await session.scalar(select(func.max(table.c.id))) or 0
-    return last_id > high
+        return last_id > int(conn.scalar(_HEAD) or 0)
+
+    return await db.run(work)
