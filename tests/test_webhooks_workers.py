@@ -45,6 +45,10 @@ def _workers(env: dict[str, str], count: int) -> Iterator[list[subprocess.Popen[
             log.close()
 
 
+def _worker_logs(directory: Path) -> str:
+    return "".join(log.read_text() for log in sorted(directory.glob("worker-*.log")))
+
+
 async def _until(check: Any, within: float = 30.0) -> Any:
     deadline = time.monotonic() + within
     while True:
@@ -93,7 +97,7 @@ async def test_two_workers_deliver_each_event_exactly_once(tmp_path: Path, datab
         assert sorted(map(int, ids)) == events and len(ids) == 37  # 25 created, 12 assigned
         # One attempt each, unless a send really failed (a connect cut short on a loaded
         # machine): every extra attempt is a failure some worker logged, never a miscount.
-        logged = "".join(log.read_text() for log in tmp_path.glob("worker-*.log"))
+        logged = _worker_logs(tmp_path)
         for event_id, count in retried.items():
             assert count >= 2, (event_id, count)
             failures = re.findall(rf"webhook \d+ event {event_id} \(attempt (\d+)\)", logged)
