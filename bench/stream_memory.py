@@ -38,7 +38,7 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def serve(port: int, frames: int, trace: bool, loop: str, report: str) -> None:
+def serve(port: int, frames: int, trace: bool, loop: str, report: str, lean: bool) -> None:
     """The server process: SIGUSR1 takes the baseline, SIGUSR2 writes the growth."""
     import gc
     import tracemalloc
@@ -47,8 +47,12 @@ def serve(port: int, frames: int, trace: bool, loop: str, report: str) -> None:
         tracemalloc.start(frames)
     from hypercorn.asyncio import serve as hypercorn_serve
 
+    from taskapi.ops import lean_connections
     from taskapi.ops.asgi import app
     from taskapi.ops.server import build_config
+
+    if lean:  # as each `taskapi serve` worker does
+        lean_connections.install()
 
     base: list[tracemalloc.Snapshot] = []
 
@@ -130,6 +134,8 @@ def main() -> None:
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--no-trace", action="store_true")
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--no-lean", action="store_true",
+                        help="without ops/lean_connections.install() (an A/B)")
     parser.add_argument("--report", default="")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--role", choices=["serve", "hold"], help=argparse.SUPPRESS)
@@ -137,7 +143,8 @@ def main() -> None:
     parser.add_argument("--token", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "serve":
-        return serve(args.port, args.frames, not args.no_trace, args.loop, args.report)
+        return serve(args.port, args.frames, not args.no_trace, args.loop, args.report,
+                     not args.no_lean)
     if args.role == "hold":
         return asyncio.run(hold(args.port, args.token, args.streams))
 
@@ -157,7 +164,8 @@ def main() -> None:
         server = subprocess.Popen(
             [*me, "--role", "serve", "--port", str(port), "--frames", str(args.frames),
              "--loop", args.loop, "--report", str(Path(report).resolve()),
-             *(["--no-trace"] if args.no_trace else [])],
+             *(["--no-trace"] if args.no_trace else []),
+             *(["--no-lean"] if args.no_lean else [])],
             env=env, cwd=tmp, stdout=subprocess.PIPE, text=True)
         clients: list[subprocess.Popen[str]] = []
         try:

@@ -32,6 +32,7 @@ from taskapi.core import stream_metrics as metrics
 from taskapi.core.db import Database
 from taskapi.core.errors import APIError
 from taskapi.core.event_channel import CHANNEL
+from taskapi.core.heap_trim import HeapTrim
 from taskapi.core.redis_client import GuardedRedis
 from taskapi.services.authstate import Actor
 from taskapi.services.live_auth import current_actors
@@ -61,6 +62,7 @@ class Hub:
         self._subscribed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.heap = HeapTrim()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class Hub:
     async def _auth_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.events_auth_check)
+            await self.heap.tick(len(self.streams))  # after a burst of opens or closes
             if not self.streams:
                 continue
             try:
