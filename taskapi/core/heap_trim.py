@@ -5,7 +5,9 @@ reconnects within seconds), each open allocates and frees far more than the stre
 keeps: the request head, the token check, the gate's Redis reply. glibc's malloc keeps what
 was freed for reuse; after a reconnect storm of 2,500 streams a worker holds about 3 KiB per
 stream of such free memory (bench/README.md, events_load). `malloc_trim(0)` returns the free
-pages inside the heap to the kernel.
+pages inside the heap to the kernel. It runs in a thread, but it holds each malloc arena's
+lock while it walks that arena: an allocation on the event loop waits for the main arena's
+(milliseconds, once per burst).
 
 `HeapTrim.tick(count)` is called about once a second with the number of open streams: when
 that number has moved by at least TRIM_AFTER since the last trim and then stayed put for one
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -26,11 +28,11 @@ log = logging.getLogger("taskapi.heap")
 TRIM_AFTER = 256  # streams opened or closed since the last trim
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+    """glibc's malloc_trim from the process's own symbols (no ldconfig subprocess)."""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
@@ -43,19 +45,20 @@ class HeapTrim:
         self._trimmed_at = 0  # the stream count at the last trim
         self._last = 0  # the count at the last tick
         self.trims = 0
-        self._running = False
 
     async def tick(self, count: int) -> None:
+        """Never raises: a failed trim is one WARNING, and the caller's loop goes on."""
         moved, settled = abs(count - self._trimmed_at) >= TRIM_AFTER, count == self._last
         self._last = count
-        if self._trim is None or self._running or not (moved and settled):
+        if self._trim is None or not (moved and settled):
             return
-        self._running, self._trimmed_at = True, count
+        self._trimmed_at = count
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self._trim, 0)
-        finally:
-            self._running = False
+        except Exception as error:
+            log.warning("malloc_trim failed: %r", error)
+            return
         self.trims += 1
         log.debug("malloc_trim after the stream count moved to %d: %.1f ms", count,
                   (time.perf_counter() - started) * 1000)

@@ -3,6 +3,9 @@
 import sys
 
 from taskapi.config import ConfigError
+from taskapi.ops import lean_connections
+
+lean_connections.install()  # before hypercorn's first connection (decision 050)
 
 try:
     from taskapi.app import create_app, settle_heap

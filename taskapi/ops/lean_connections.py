@@ -5,36 +5,38 @@ the server's memory per stream. hypercorn gives every connection an `asyncio.Eve
 h11 protocol's `can_read`) and every request an `asyncio.Queue` (its ASGI receive queue:
 three deques and another Event), and asyncio gives each connection's stream writer a deque
 of drain waiters. An empty `collections.deque` costs 760 bytes (it allocates its first
-64-slot block at once), an empty list 56; these hold zero to two items all their life. Six
-deques per stream are 4.4 KiB of the ~22 KiB a held stream cost.
+64-slot block at once), an empty list 56; these hold a few items at most (the receive queue
+up to hypercorn's `max_app_queue_size`, 10). Six deques per stream were 4.4 KiB of the
+~22 KiB a held stream cost (decision 050).
 
-`install()` (called in each `taskapi serve` worker before hypercorn starts) swaps them:
-- `WorkerContext.event_class`, hypercorn's own hook for its Event type, becomes `LeanEvent`;
-- `TaskGroup.spawn_app` makes the receive queue a `LeanQueue`, otherwise exactly as
-  hypercorn 0.17/0.18 does;
-- `TCPServer.__init__` gives the connection's protocol list-backed drain waiters, when they
-  are the empty deque asyncio 3.11-3.13 makes (anything else is left as it is).
-All are asyncio's own classes and code paths with lists where deques were, so the behaviour
-(FIFO, a bounded put that waits, cancellation, drain) is asyncio's, tested against it in
-tests/test_lean_connections.py.
+`install()` (in each `taskapi serve` worker and when `ops/asgi.py` is loaded, before
+hypercorn makes its first connection) wraps three of hypercorn's constructors; each runs
+hypercorn's own code first, then swaps the empty deques of what it made for lists:
+- `EventWrapper.__init__` (hypercorn's asyncio Event type): the Event's waiters;
+- `TaskGroup.spawn_app`: the receive queue's getters, putters, items and `join` Event (the
+  app's task has not run yet, so they are empty);
+- `TCPServer.__init__`: the connection's drain waiters.
+Anything that is not the empty deque asyncio 3.11-3.14 makes is left as it is. asyncio's code
+then runs on lists where deques were (append, remove, popleft, iteration), so FIFO order, a
+bounded put that waits, cancellation and drain behave as asyncio's own (tested against it in
+tests/test_lean_connections.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
-from hypercorn.asyncio import task_group as hypercorn_task_group
+from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import EventWrapper, WorkerContext
+from hypercorn.asyncio.worker_context import EventWrapper
 
 
-class _Waiters(list[Any]):
-    """A list with deque's popleft, for queues of zero, one or two: popleft is O(n), and n
-    stays tiny here (one ASGI app reading its receive queue)."""
+class Waiters(list[Any]):
+    """A list with deque's popleft, for queues of a few: popleft is O(n), n stays tiny."""
 
     __slots__ = ()
 
@@ -42,67 +44,73 @@ class _Waiters(list[Any]):
         return self.pop(0)
 
 
-class _Event(asyncio.Event):
-    def __init__(self) -> None:
-        super().__init__()
-        self._waiters = _Waiters()  # type: ignore[assignment]
+def _lean(owner: Any, name: str) -> None:
+    """owner.name becomes a Waiters if it is an empty deque."""
+    value = getattr(owner, name, None)
+    if type(value) is collections.deque and not value:
+        setattr(owner, name, Waiters())
 
 
-class LeanQueue(asyncio.Queue[Any]):
-    """asyncio.Queue with its waiters, items and `join` Event in lists."""
-
-    def __init__(self, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self._getters = _Waiters()
-        self._putters = _Waiters()
-        self._finished = _Event()
-        self._finished.set()
-
-    def _init(self, maxsize: int) -> None:
-        self._queue = _Waiters()
+def lean_event(event: asyncio.Event) -> None:
+    _lean(event, "_waiters")
 
 
-class LeanEvent(EventWrapper):
-    """hypercorn's asyncio EventWrapper over a list-backed asyncio.Event."""
-
-    def __init__(self) -> None:
-        self._event = _Event()
-
-
-async def _spawn_app(self: Any, app: Any, config: Any, scope: Any,
-                     send: Callable[..., Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
-    """hypercorn.asyncio.task_group.TaskGroup.spawn_app with a LeanQueue."""
-    app_queue = LeanQueue(config.max_app_queue_size)
-
-    def _call_soon(func: Callable[..., Any], *args: Any) -> Any:
-        future = asyncio.run_coroutine_threadsafe(func(*args), self._loop)
-        return future.result()
-
-    self.spawn(hypercorn_task_group._handle, app, config, scope, app_queue.get, send,
-               partial(self._loop.run_in_executor, None), _call_soon)
-    return app_queue.put
+def lean_queue(queue: asyncio.Queue[Any]) -> None:
+    for name in ("_getters", "_putters", "_queue"):
+        _lean(queue, name)
+    finished = getattr(queue, "_finished", None)
+    if isinstance(finished, asyncio.Event):
+        lean_event(finished)
 
 
 def lean_drain_waiters(writer: asyncio.StreamWriter) -> None:
-    """The writer's protocol waits for drain on a list, if it had asyncio's empty deque."""
-    protocol = getattr(writer, "_protocol", None)
-    waiters = getattr(protocol, "_drain_waiters", None)
-    if type(waiters) is collections.deque and not waiters:
-        protocol._drain_waiters = _Waiters()  # type: ignore[union-attr]
+    """The writer's protocol waits for drain on a list."""
+    _lean(getattr(writer, "_protocol", None), "_drain_waiters")
 
 
-_tcp_server_init = TCPServer.__init__
+def _after(original: Callable[..., Any], lean: Callable[..., None]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        lean(self)
+
+    init.__wrapped_by_lean__ = True  # type: ignore[attr-defined]
+    return init
 
 
-def _tcp_server(self: TCPServer, *args: Any) -> None:
-    """hypercorn's TCPServer.__init__ (its last argument the connection's writer), then
-    lean_drain_waiters."""
-    _tcp_server_init(self, *args)
-    lean_drain_waiters(self.writer)
+def _spawn_app(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(original)
+    async def spawn_app(self: Any, *args: Any, **kwargs: Any) -> Any:
+        put = await original(self, *args, **kwargs)
+        queue = getattr(put, "__self__", None)  # hypercorn returns app_queue.put
+        if isinstance(queue, asyncio.Queue):
+            lean_queue(queue)
+        return put
+
+    spawn_app.__wrapped_by_lean__ = True  # type: ignore[attr-defined]
+    return spawn_app
+
+
+def _event_wrapper(wrapper: Any) -> None:
+    event = getattr(wrapper, "_event", None)
+    if isinstance(event, asyncio.Event):
+        lean_event(event)
+
+
+def _tcp_server(server: Any) -> None:
+    writer = getattr(server, "writer", None)
+    if writer is not None:
+        lean_drain_waiters(writer)
 
 
 def install() -> None:
-    """Swap in the lean classes (idempotent), in a process about to run hypercorn."""
-    WorkerContext.event_class = LeanEvent
-    hypercorn_task_group.TaskGroup.spawn_app = _spawn_app  # type: ignore[method-assign]
-    TCPServer.__init__ = _tcp_server  # type: ignore[method-assign,assignment]
+    """Wrap hypercorn's constructors (once), in a process about to run hypercorn."""
+    wraps: list[tuple[type, str, Callable[[Any], Any]]] = [
+        (EventWrapper, "__init__", lambda init: _after(init, _event_wrapper)),
+        (TaskGroup, "spawn_app", _spawn_app),
+        (TCPServer, "__init__", lambda init: _after(init, _tcp_server)),
+    ]
+    for owner, name, wrap in wraps:
+        current = getattr(owner, name)
+        if not getattr(current, "__wrapped_by_lean__", False):
+            setattr(owner, name, wrap(current))

@@ -185,7 +185,7 @@ class Hub:
     async def _auth_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.events_auth_check)
-            await self.heap.tick(len(self.streams))  # after a burst of opens or closes
+            await self.heap.tick(len(self.streams))  # after a burst (it never raises)
             if not self.streams:
                 continue
             try:
