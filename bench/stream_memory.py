@@ -51,8 +51,8 @@ def serve(port: int, frames: int, trace: bool, loop: str, report: str, lean: boo
     from taskapi.ops.asgi import app
     from taskapi.ops.server import build_config
 
-    if lean:  # as each `taskapi serve` worker does
-        lean_connections.install()
+    if not lean:  # ops/asgi.py installed them, as in each `taskapi serve` worker
+        lean_connections.uninstall()
 
     base: list[tracemalloc.Snapshot] = []
 

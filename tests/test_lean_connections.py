@@ -44,6 +44,7 @@ def installed(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(owner, name, getattr(owner, name))
     lean_connections.install()
     lean_connections.install()  # idempotent: wrapped once
+    assert not getattr(EventWrapper.__init__.__wrapped__, "__wrapped_by_lean__", False)
 
 
 @pytest.mark.parametrize("make", [asyncio.Queue, _lean_queue], ids=["asyncio", "lean"])
@@ -172,6 +173,17 @@ async def test_hypercorn_with_install_serves_on_lean_waiters(installed: None) ->
         stop.set()
         await asyncio.wait_for(server, 10)
     assert seen["servers"] == 1 and seen["deques"] == []
+
+
+def test_uninstall_puts_hypercorn_s_own_constructors_back(installed: None) -> None:
+    wrapped = (EventWrapper.__init__, TaskGroup.spawn_app, TCPServer.__init__)
+    lean_connections.uninstall()
+    assert (EventWrapper.__init__, TaskGroup.spawn_app, TCPServer.__init__) == tuple(
+        w.__wrapped__ for w in wrapped)
+    lean_connections.uninstall()  # nothing to undo
+    lean_connections.install()
+    assert all(getattr(f, "__wrapped_by_lean__", False)
+               for f in (EventWrapper.__init__, TaskGroup.spawn_app, TCPServer.__init__))
 
 
 async def test_the_heap_is_trimmed_once_a_burst_settles() -> None:

@@ -103,14 +103,23 @@ def _tcp_server(server: Any) -> None:
         lean_drain_waiters(writer)
 
 
+def _targets() -> list[tuple[type, str, Callable[[Any], Any]]]:
+    return [(EventWrapper, "__init__", lambda init: _after(init, _event_wrapper)),
+            (TaskGroup, "spawn_app", _spawn_app),
+            (TCPServer, "__init__", lambda init: _after(init, _tcp_server))]
+
+
 def install() -> None:
     """Wrap hypercorn's constructors (once), in a process about to run hypercorn."""
-    wraps: list[tuple[type, str, Callable[[Any], Any]]] = [
-        (EventWrapper, "__init__", lambda init: _after(init, _event_wrapper)),
-        (TaskGroup, "spawn_app", _spawn_app),
-        (TCPServer, "__init__", lambda init: _after(init, _tcp_server)),
-    ]
-    for owner, name, wrap in wraps:
+    for owner, name, wrap in _targets():
         current = getattr(owner, name)
         if not getattr(current, "__wrapped_by_lean__", False):
             setattr(owner, name, wrap(current))
+
+
+def uninstall() -> None:
+    """hypercorn's constructors as they were (bench/stream_memory.py --no-lean, an A/B)."""
+    for owner, name, _ in _targets():
+        current = getattr(owner, name)
+        if getattr(current, "__wrapped_by_lean__", False):
+            setattr(owner, name, current.__wrapped__)
