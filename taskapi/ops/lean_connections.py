@@ -9,9 +9,10 @@ of drain waiters. An empty `collections.deque` costs 760 bytes (it allocates its
 up to hypercorn's `max_app_queue_size`, 10). Six deques per stream were 4.4 KiB of the
 ~22 KiB a held stream cost (decision 050).
 
-`install()` (in each `taskapi serve` worker and when `ops/asgi.py` is loaded, before
-hypercorn makes its first connection) wraps three of hypercorn's constructors; each runs
-hypercorn's own code first, then swaps the empty deques of what it made for lists:
+`install()` (when `ops/asgi.py` is loaded: by each `taskapi serve` worker and by
+`hypercorn taskapi.ops.asgi:app`, before hypercorn makes its first connection) wraps three
+of hypercorn's constructors; each runs hypercorn's own code first, then swaps the empty
+deques of what it made for lists:
 - `EventWrapper.__init__` (hypercorn's asyncio Event type): the Event's waiters;
 - `TaskGroup.spawn_app`: the receive queue's getters, putters, items and `join` Event (the
   app's task has not run yet, so they are empty);

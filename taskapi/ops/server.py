@@ -30,7 +30,6 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from taskapi.core.metrics import MULTIPROC_ENV
 from taskapi.http.limits import HEAD_BYTES
-from taskapi.ops import lean_connections
 from taskapi.ops.access_log import AccessLogger
 from taskapi.services.live import end_streams_threadsafe
 
@@ -123,7 +122,6 @@ def _serve_worker(worker_class: str, *, config: Config, sockets: Any,
         end_streams_threadsafe()
 
     threading.Thread(target=watch, name="streams-stop", daemon=True).start()
-    lean_connections.install()
     _WORKERS[worker_class](config=config, sockets=sockets, shutdown_event=shutdown_event)
 
 
